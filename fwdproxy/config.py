@@ -1,0 +1,346 @@
+"""THE configuration room: YAML file and command-line flags → one frozen `Config`.
+
+Strategy: everything is read and validated once, at startup; a bad key, address, CIDR or
+port range raises `ConfigError` naming the file and key, and nothing is started. Flags
+override the file, the file overrides the built-in defaults, and the defaults are the
+safe ones: only loopback and private clients, CONNECT to 443 only, and no loopback,
+link-local (cloud metadata), multicast, unspecified or own-machine destinations.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fwdproxy.errors import ConfigError
+from fwdproxy.policy import Policy, PortRange
+from fwdproxy.policy.engine import IPNetwork
+from fwdproxy.target import IPAddress, canonical_address, canonical_host, split_authority
+
+DEFAULT_PORT = 8080
+
+DEFAULT_CLIENTS = (
+    "127.0.0.0/8", "::1/128",
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "fc00::/7", "fe80::/10",
+)
+# "local" stands for every address of this machine, whatever its interfaces are.
+DEFAULT_DENY_DESTINATIONS = (
+    "local",
+    "127.0.0.0/8", "::1/128",                       # loopback
+    "0.0.0.0/8", "::/128",                          # "this host", unspecified
+    "169.254.0.0/16", "fe80::/10",                  # link-local, incl. 169.254.169.254
+    "fd00:ec2::254/128", "100.100.100.200/32",      # AWS IPv6 and Alibaba metadata
+    "224.0.0.0/4", "ff00::/8", "255.255.255.255/32",  # multicast, broadcast
+)
+DEFAULT_CONNECT_PORTS = (443,)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Every network wait's deadline, in seconds."""
+
+    # Whole request head from a new connection; nginx and Apache use 60 s, 30 s is the
+    # most the issue allows, and 20 s still serves a person on a slow mobile link.
+    header: float = 20.0
+    # A kept-alive client connection waiting for its next request (nginx: 75 s).
+    keepalive: float = 60.0
+    # TCP connect to an origin, over all its addresses (curl's default is 300, browsers ~30).
+    connect: float = 15.0
+    # A DNS lookup (glibc's default: 5 s per try, 2 tries).
+    dns: float = 10.0
+    # Silence from an origin while a response is due or streaming (Squid's read_timeout
+    # is 15 min; 5 min lets long polls through while freeing a dead origin's slot).
+    upstream_read: float = 300.0
+    # A tunnel with no bytes either way (Squid: 15 min for read_timeout on tunnels).
+    tunnel_idle: float = 900.0
+    # After SIGTERM/SIGINT, how long requests in flight may take to finish.
+    shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes and counts that bound what clients and origins can make us hold."""
+
+    # Concurrent client connections; past it a new client gets 503 at once.
+    max_connections: int = 10_000
+    # Request head (request line + headers); Squid's request_header_max_size is 64 KB.
+    max_head_bytes: int = 65_536
+    # Idle upstream connections kept for reuse, in all and per scheme/host/port.
+    pool_max_idle: int = 512
+    pool_max_idle_per_host: int = 16
+    # How long an idle upstream connection is kept (origins often close at 60 s or less).
+    pool_idle: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One listening address; host None binds every interface (IPv4 and IPv6)."""
+
+    host: str | None
+    port: int
+
+    def __str__(self) -> str:
+        if self.host is None:
+            return f"*:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration, passed down explicitly (no globals)."""
+
+    listen: tuple[Listen, ...] = (Listen(None, DEFAULT_PORT),)
+    rules: Path | None = None
+    clients: tuple[IPNetwork, ...] = ()
+    connect_ports: tuple[PortRange, ...] = ()
+    deny_destinations: tuple[IPNetwork, ...] = ()
+    deny_local: bool = True
+    hosts: Mapping[str, tuple[IPAddress, ...]] = field(default_factory=dict)
+    via: str | None = None
+    access_log: Path | None = None
+    timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
+
+    def via_name(self, bound_port: int) -> str:
+        """Our Via name: configured, or host name and port (unique per node in a chain)."""
+        return self.via or f"{socket.gethostname()}:{bound_port}"
+
+    def policy(self) -> Policy:
+        """The pure policy for this configuration (listeners are added once bound)."""
+        return Policy(
+            clients=self.clients,
+            connect_ports=self.connect_ports,
+            deny_destinations=self.deny_destinations,
+            deny_local=self.deny_local,
+        )
+
+
+TOP_KEYS = {
+    "listen", "rules", "clients", "connect_ports", "deny_destinations", "hosts", "via",
+    "access_log", "timeouts", "limits",
+}
+
+
+def parse_listen(value: str, where: str) -> Listen:
+    """``8080``, ``127.0.0.1:8080``, ``[::1]:8080``, ``*:8080`` or ``localhost:8080``."""
+    text = str(value).strip()
+    if text.isdigit():
+        host: str | None = None
+        port_text = text
+    else:
+        try:
+            host, port = split_authority(text, None)
+        except Exception:
+            raise ConfigError(f"{where}: {text!r} is not [HOST:]PORT") from None
+        port_text = str(port)
+        if host.startswith("["):
+            host = host[1:-1]
+        if host in ("*", ""):
+            host = None
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port {port} is out of range")
+    return Listen(host, port)
+
+
+def parse_network(value: Any, where: str) -> IPNetwork:
+    try:
+        network = ipaddress.ip_network(str(value).strip(), strict=False)
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not an IP address or CIDR") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:  # ::ffff:a.b.c.d/n written for an IPv4 network
+            return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+    return network
+
+
+def parse_port_range(value: Any, where: str) -> PortRange:
+    text = str(value).strip()
+    first, sep, last = text.partition("-")
+    try:
+        low, high = int(first), int(last if sep else first)
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a port or A-B port range") from None
+    if not (1 <= low <= high <= 65535):
+        raise ConfigError(f"{where}: {value!r} is not a port range within 1-65535")
+    return PortRange(low, high)
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if isinstance(value, (str, int)):
+        return [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def parse_hosts(value: Any, where: str) -> dict[str, tuple[IPAddress, ...]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of host name to address(es)")
+    hosts: dict[str, tuple[IPAddress, ...]] = {}
+    for name, addresses in value.items():
+        try:
+            canonical, _ = canonical_host(str(name))
+        except Exception:
+            raise ConfigError(f"{where}.{name}: not a valid host name") from None
+        parsed: list[IPAddress] = []
+        for item in _as_list(addresses, f"{where}.{name}"):
+            try:
+                parsed.append(canonical_address(ipaddress.ip_address(str(item).strip())))
+            except ValueError:
+                raise ConfigError(f"{where}.{name}: {item!r} is not an IP address") from None
+        if not parsed:
+            raise ConfigError(f"{where}.{name}: no address given")
+        hosts[canonical] = tuple(parsed)
+    return hosts
+
+
+def _parse_section(cls: type[Any], value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    known = {f.name: f for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        number = item
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ConfigError(f"{where}.{key}: expected a number, got {item!r}")
+        if not math.isfinite(number) or number <= 0:
+            raise ConfigError(f"{where}.{key}: must be a positive number, got {item!r}")
+        if known[key].type in ("int", int):
+            if number != int(number):
+                raise ConfigError(f"{where}.{key}: must be a whole number, got {item!r}")
+            number = int(number)
+        out[key] = number
+    return out
+
+
+def _deny_list(value: Any, where: str) -> tuple[tuple[IPNetwork, ...], bool]:
+    networks: list[IPNetwork] = []
+    deny_local = False
+    for index, item in enumerate(_as_list(value, where)):
+        if str(item).strip().lower() == "local":
+            deny_local = True
+        else:
+            networks.append(parse_network(item, f"{where}[{index}]"))
+    return tuple(networks), deny_local
+
+
+def defaults() -> Config:
+    """The built-in configuration: safe to run on an office network as it is."""
+    deny, deny_local = _deny_list(list(DEFAULT_DENY_DESTINATIONS), "defaults")
+    return Config(
+        clients=tuple(parse_network(c, "defaults") for c in DEFAULT_CLIENTS),
+        connect_ports=tuple(PortRange(p, p) for p in DEFAULT_CONNECT_PORTS),
+        deny_destinations=deny,
+        deny_local=deny_local,
+    )
+
+
+def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = None) -> Config:
+    """Apply a parsed YAML mapping to `base` (the defaults when None).
+
+    Raises:
+        ConfigError: naming `source` and the key at fault.
+    """
+    config = base or defaults()
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(TOP_KEYS))})"
+        )
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{source}: {key}"
+        if value is None:
+            raise ConfigError(f"{where}: has no value")
+        if key == "listen":
+            items = _as_list(value, where)
+            if not items:
+                raise ConfigError(f"{where}: needs at least one address")
+            changes["listen"] = tuple(parse_listen(v, f"{where}[{i}]") for i, v in enumerate(items))
+        elif key == "rules":
+            changes["rules"] = Path(str(value)).expanduser()
+        elif key == "clients":
+            items = _as_list(value, where)
+            changes["clients"] = tuple(parse_network(v, f"{where}[{i}]") for i, v in enumerate(items))
+        elif key == "connect_ports":
+            items = _as_list(value, where)
+            changes["connect_ports"] = tuple(
+                parse_port_range(v, f"{where}[{i}]") for i, v in enumerate(items)
+            )
+        elif key == "deny_destinations":
+            changes["deny_destinations"], changes["deny_local"] = _deny_list(value, where)
+        elif key == "hosts":
+            changes["hosts"] = parse_hosts(value, where)
+        elif key == "via":
+            text = str(value).strip()
+            if not text or any(c in text for c in " ,\r\n\t") or not text.isascii():
+                raise ConfigError(f"{where}: {value!r} must be one ASCII token (no spaces or commas)")
+            changes["via"] = text
+        elif key == "access_log":
+            changes["access_log"] = Path(str(value)).expanduser()
+        elif key == "timeouts":
+            changes["timeouts"] = replace(config.timeouts, **_parse_section(Timeouts, value, where))
+        elif key == "limits":
+            changes["limits"] = replace(config.limits, **_parse_section(Limits, value, where))
+    return replace(config, **changes)
+
+
+def load(
+    path: Path | None = None,
+    *,
+    listen: list[str] | None = None,
+    rules: Path | None = None,
+    access_log: Path | None = None,
+    via: str | None = None,
+) -> Config:
+    """Build the configuration: defaults, then the YAML file, then the flags.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML, or has a bad value.
+    """
+    config = defaults()
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+        config = from_mapping(data, str(path), config)
+    flags: dict[str, Any] = {}
+    if listen:
+        flags["listen"] = listen
+    if rules is not None:
+        flags["rules"] = str(rules)
+    if access_log is not None:
+        flags["access_log"] = str(access_log)
+    if via is not None:
+        flags["via"] = via
+    if flags:
+        config = from_mapping(flags, "command line", config)
+    if config.rules is not None and not config.rules.is_dir():
+        raise ConfigError(f"rules: {config.rules} is not a folder")
+    return config

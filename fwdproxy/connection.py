@@ -1,0 +1,439 @@
+"""One client connection: admission, the request loop, policy calls, the one error handler.
+
+Strategy: a connection is admitted (or refused with 403) before a byte is read; then each
+request is parsed, decided by name, resolved, decided by address, and forwarded or
+tunnelled. Every client-visible failure arrives here as a `FwdproxyError` and leaves as
+one page with its status, or as a closed connection when a response was already under way.
+Exactly one access-log line is written per request or tunnel, in `finally`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from http import HTTPStatus
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+from fwdproxy.accesslog import AccessLog, Exchange
+from fwdproxy.config import Config
+from fwdproxy.errors import (
+    BadGateway,
+    BadRequest,
+    ConnectionLost,
+    Forbidden,
+    FwdproxyError,
+    GatewayTimeout,
+    LoopDetected,
+    MethodNotAllowed,
+    NotFound,
+    RequestTimeout,
+)
+from fwdproxy.forward import (
+    ForwardSettings,
+    RetryOnNewConnection,
+    UpstreamAborted,
+    forward,
+)
+from fwdproxy.h11_stream import RECEIVE_SIZE, H11Stream
+from fwdproxy.headers import get_header, has_our_via
+from fwdproxy.pages import error_page, info_page
+from fwdproxy.policy import Policy, RequestFacts
+from fwdproxy.resolver import LocalAddresses, resolve
+from fwdproxy.target import IPAddress, Target, canonical_address, parse_host_header, parse_target
+from fwdproxy.tunnel import relay
+from fwdproxy.upstream import Pool, Upstream, connect
+
+# After an error page the connection is closed; a client still sending gets this long
+# (and this many bytes) to stop, so that its unread bytes do not turn our close into a
+# reset that destroys the page before the client reads it.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
+
+
+@dataclass
+class ServerContext:
+    """What every connection shares: built once by the server, passed down explicitly."""
+
+    config: Config
+    policy: Policy
+    pool: Pool
+    log: AccessLog
+    via: str
+    own_names: frozenset[str]
+    local_addresses: LocalAddresses = field(default_factory=LocalAddresses)
+    draining: bool = False
+    idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+
+    @property
+    def forward_settings(self) -> ForwardSettings:
+        timeouts = self.config.timeouts
+        return ForwardSettings(self.via, timeouts.upstream_read, timeouts.tunnel_idle)
+
+    def begin_drain(self) -> None:
+        """Stop taking new requests: idle keep-alive connections close now."""
+        self.draining = True
+        for scope in self.idle_scopes:
+            scope.cancel()
+
+
+def _address_of(sockaddr: Any) -> IPAddress:
+    return canonical_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
+
+
+async def close_gracefully(stream: trio.abc.Stream) -> None:
+    """Half-close, drain what the peer still sends for a moment, then close."""
+    try:
+        with trio.move_on_after(LINGER_SECONDS):
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            drained = 0
+            while drained < LINGER_BYTES:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    break
+                drained += len(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+def raw_error_response(exc: FwdproxyError) -> bytes:
+    """A complete HTTP/1.1 error response, for answering before h11 has a request."""
+    body = error_page(exc.status, exc.title, exc.detail, host=exc.host,
+                      source=getattr(exc, "source", None))
+    head = (
+        f"HTTP/1.1 {exc.status} {HTTPStatus(exc.status).phrase}\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+async def handle(stream: trio.SocketStream, ctx: ServerContext) -> None:
+    """Serve one client connection until it closes; never raises for client misbehaviour."""
+    try:
+        await ClientConnection(stream, ctx).run()
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+class ClientConnection:
+    """The request loop of one client connection."""
+
+    def __init__(self, stream: trio.SocketStream, ctx: ServerContext) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.config = ctx.config
+        self.client_ip = _address_of(stream.socket.getpeername())
+        local = stream.socket.getsockname()
+        self.local_ip = _address_of(local)
+        self.local_port = int(local[1])
+        self.http = H11Stream(stream, h11.SERVER, max_head_bytes=self.config.limits.max_head_bytes)
+
+    async def run(self) -> None:
+        verdict = self.ctx.policy.admit(self.client_ip)
+        if not verdict.allowed:
+            exchange = self._exchange()
+            await self._refuse(Forbidden(verdict.reason, source=verdict.source), exchange)
+            return
+        first = True
+        while not self.ctx.draining:
+            counted = (self.http.bytes_received, self.http.bytes_sent)
+            event = await self._wait_for_request(first)
+            if event is None:
+                return
+            first = False
+            keep_going = await self._serve(event, counted)
+            if not keep_going or not self.http.reusable or self.ctx.draining:
+                return
+            self.http.start_next_cycle()
+
+    def _exchange(self) -> Exchange:
+        return Exchange(client=str(self.client_ip), started=time.time())
+
+    async def _refuse(self, exc: FwdproxyError, exchange: Exchange) -> None:
+        """Answer without h11 (nothing read yet, or h11 refused the request) and close."""
+        exchange.status = exc.status
+        exchange.verdict = exc.verdict
+        exchange.source = getattr(exc, "source", "-")
+        exchange.detail = exc.detail
+        try:
+            await self.stream.send_all(raw_error_response(exc))
+            await close_gracefully(self.stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self.ctx.log.write(exchange)
+
+    async def _wait_for_request(self, first: bool) -> h11.Request | None:
+        timeouts = self.config.timeouts
+        timeout = timeouts.header if first else timeouts.keepalive
+        received_before = self.http.bytes_received
+        scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        self.ctx.idle_scopes.add(scope)
+        try:
+            with scope:
+                event = await self.http.next_event()
+        except FwdproxyError as exc:
+            # h11 or the strict head check refused the request before it was complete.
+            if self.http.can_respond:
+                await self._send_error(exc, self._exchange(), log=True)
+            return None
+        except ConnectionLost:
+            return None
+        finally:
+            self.ctx.idle_scopes.discard(scope)
+        if scope.cancelled_caught:
+            partial = self.http.bytes_received > received_before or bool(self.http.conn.trailing_data[0])
+            if partial and not self.ctx.draining:
+                exc = RequestTimeout(f"the request head did not arrive within {timeout:g} s")
+                await self._send_error(exc, self._exchange(), log=True)
+            return None
+        if type(event) is h11.Request:
+            return event  # type: ignore[no-any-return]
+        return None  # ConnectionClosed or PAUSED
+
+    async def _send_error(self, exc: FwdproxyError, exchange: Exchange, *, log: bool) -> None:
+        exchange.status = exc.status
+        exchange.verdict = exc.verdict
+        exchange.source = getattr(exc, "source", exchange.source)
+        exchange.detail = exc.detail
+        try:
+            if self.http.can_respond:
+                body = error_page(exc.status, exc.title, exc.detail, host=exc.host,
+                                  source=getattr(exc, "source", None))
+                headers = [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"connection", b"close"),
+                ]
+                if isinstance(exc, Forbidden):
+                    headers.append((b"x-fwdproxy-decision", f"deny {exc.source}".encode()))
+                await self.http.send(h11.Response(status_code=exc.status, headers=headers,
+                                                  reason=HTTPStatus(exc.status).phrase.encode()))
+                if exchange.method != "HEAD":
+                    await self.http.send(h11.Data(data=body))
+                await self.http.send(h11.EndOfMessage())
+                await close_gracefully(self.stream)
+        except (ConnectionLost, h11.LocalProtocolError):
+            pass
+        finally:
+            if log:
+                self.ctx.log.write(exchange)
+
+    async def _serve(self, request: h11.Request, counted: tuple[int, int]) -> bool:
+        """Handle one request; False when the connection must close afterwards.
+
+        Args:
+            request: the request head.
+            counted: bytes received and sent on this connection before this request.
+        """
+        exchange = self._exchange()
+        exchange.method = request.method.decode("ascii", "replace")
+        exchange.url = request.target.decode("ascii", "replace")
+        up_before, down_before = counted
+        try:
+            await self._dispatch(request, exchange)
+            return True
+        except FwdproxyError as exc:
+            await self._send_error(exc, exchange, log=False)
+            return False
+        except UpstreamAborted as exc:
+            exchange.verdict = "upstream-error"
+            exchange.detail = f"response cut short: {exc}"
+            return False
+        except ConnectionLost as exc:
+            exchange.detail = f"client went away: {exc}"
+            return False
+        finally:
+            exchange.bytes_up += self.http.bytes_received - up_before
+            exchange.bytes_down += self.http.bytes_sent - down_before
+            self.ctx.log.write(exchange)
+
+    async def _dispatch(self, request: h11.Request, exchange: Exchange) -> None:
+        target = parse_target(request.method, request.target)
+        exchange.url = target.url()
+        if target.form in ("origin", "asterisk"):
+            if self._is_own_address(request):
+                await self._serve_own_page(request, target, exchange)
+                return
+            raise BadRequest(
+                "this is a proxy: send requests with an absolute URL (http://host/path), "
+                "or CONNECT host:port for HTTPS, and configure it as your client's proxy"
+            )
+        if has_our_via(request.headers, self.ctx.via):
+            raise LoopDetected(f"the request already passed through this proxy ({self.ctx.via})",
+                               host=target.authority)
+        connect = request.method == b"CONNECT"
+        if not connect and target.scheme != "http":
+            raise BadRequest("https:// URLs go through a CONNECT tunnel: set this proxy as "
+                             "your HTTPS proxy too", host=target.authority)
+        facts = RequestFacts(
+            client=self.client_ip,
+            method=exchange.method,
+            scheme="connect" if connect else "http",
+            host=target.host,
+            port=target.port,
+            ip=target.ip,
+        )
+        verdict = self.ctx.policy.decide(facts)
+        exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
+        if not verdict.allowed:
+            raise Forbidden(verdict.reason, source=verdict.source, host=target.authority)
+        if connect:
+            await self._tunnel(target, facts, exchange)
+        else:
+            await self._forward(request, target, facts, exchange)
+
+    # -- destinations ------------------------------------------------------------------
+
+    def _address_verdict_denial(self, facts: RequestFacts, address: IPAddress) -> Forbidden | None:
+        policy = self.ctx.policy
+        local = self.ctx.local_addresses(address) if policy.needs_local_check(address, facts.port) else False
+        verdict = policy.decide_address(facts, address, is_local=local)
+        if verdict.allowed:
+            return None
+        return Forbidden(verdict.reason, source=verdict.source, host=f"{facts.host}:{facts.port}")
+
+    async def _vetted_addresses(self, target: Target, facts: RequestFacts) -> list[IPAddress]:
+        addresses = await resolve(
+            target.host, target.port, literal=target.ip, hosts=self.config.hosts,
+            timeout=self.config.timeouts.dns,
+        )
+        allowed: list[IPAddress] = []
+        denial: Forbidden | None = None
+        for address in addresses:
+            refused = self._address_verdict_denial(facts, address)
+            if refused is None:
+                allowed.append(address)
+            else:
+                denial = refused
+        if not allowed:
+            assert denial is not None
+            raise denial
+        return allowed
+
+    async def _open(self, target: Target, facts: RequestFacts) -> tuple[trio.SocketStream, IPAddress]:
+        addresses = await self._vetted_addresses(target, facts)
+        return await connect(addresses, target.port, timeout=self.config.timeouts.connect,
+                             host=target.host)
+
+    # -- plain HTTP ----------------------------------------------------------------------
+
+    async def _forward(self, request: h11.Request, target: Target, facts: RequestFacts,
+                       exchange: Exchange) -> None:
+        key = ("http", target.host, target.port)
+        upstream = self.ctx.pool.take(key)
+        if upstream is not None and self._address_verdict_denial(facts, upstream.address):
+            await upstream.aclose()
+            upstream = None
+        for _attempt in range(2):
+            if upstream is None:
+                stream, address = await self._open(target, facts)
+                upstream = Upstream(stream, H11Stream(stream, h11.CLIENT,
+                                    max_head_bytes=self.config.limits.max_head_bytes), key, address)
+            reusable = False
+            try:
+                reusable = await forward(self.ctx.forward_settings, self.http, request, target,
+                                         upstream, exchange)
+            except RetryOnNewConnection:
+                await upstream.aclose()
+                upstream = None
+                continue
+            finally:
+                if upstream is not None:
+                    if reusable:
+                        upstream.http.start_next_cycle()
+                        self.ctx.pool.put(upstream)
+                    else:
+                        await upstream.aclose()
+            return
+        raise BadGateway(f"{target.authority} closed the connection without a response",
+                         host=target.authority)
+
+    # -- CONNECT ----------------------------------------------------------------------
+
+    async def _tunnel(self, target: Target, facts: RequestFacts, exchange: Exchange) -> None:
+        while True:  # read the (normally empty) CONNECT body to its end
+            event = await self.http.next_event()
+            if type(event) is h11.EndOfMessage:
+                break
+            if type(event) is h11.ConnectionClosed:
+                raise ConnectionLost("the client closed during CONNECT")
+        stream, _address = await self._open(target, facts)
+        try:
+            exchange.status = 200
+            await self.http.send(h11.Response(status_code=200, headers=[],
+                                              reason=b"Connection established"))
+            result = await relay(
+                self.stream,
+                stream,
+                client_initial=self.http.conn.trailing_data[0],
+                idle_timeout=self.config.timeouts.tunnel_idle,
+            )
+            exchange.bytes_up += result.bytes_up
+            exchange.bytes_down += result.bytes_down
+            exchange.detail = f"tunnel {result.ended}"
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    # -- the proxy's own pages ---------------------------------------------------------
+
+    def _is_own_address(self, request: h11.Request) -> bool:
+        host_value = get_header(request.headers, b"host")
+        if host_value is None:
+            return request.http_version == b"1.0"  # an HTTP/1.0 request to us, without Host
+        try:
+            host, port = parse_host_header(host_value)
+        except BadRequest:
+            return False
+        if (port or 80) != self.local_port:
+            return False
+        return host in self.ctx.own_names or host == str(self.local_ip)
+
+    async def _serve_own_page(self, request: h11.Request, target: Target, exchange: Exchange) -> None:
+        exchange.verdict, exchange.source = "own-page", "-"
+        path = target.path.split(b"?", 1)[0]
+        if request.method not in (b"GET", b"HEAD"):
+            raise MethodNotAllowed("the proxy's own pages answer GET and HEAD only")
+        if path != b"/":
+            raise NotFound(f"the proxy has no page at {path.decode('latin-1')}")
+        local = f"[{self.local_ip}]" if self.local_ip.version == 6 else str(self.local_ip)
+        body = info_page(f"{local}:{self.local_port}")
+        exchange.status = 200
+        await self.http.send(h11.Response(status_code=200, headers=[
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]))
+        if request.method == b"GET":
+            await self.http.send(h11.Data(data=body))
+        await self.http.send(h11.EndOfMessage())
+        # Drain the (empty) request body so the connection can be kept alive.
+        while self.http.conn.their_state is h11.SEND_BODY:
+            event = await self.http.next_event()
+            if type(event) is h11.ConnectionClosed:
+                break
+
+
+def own_host_names(via: str) -> frozenset[str]:
+    """Names that mean this proxy in a Host header: localhost, the host's names, Via's."""
+    # No getfqdn(): it may wait on DNS, and start-up must not.
+    names = {"localhost", socket.gethostname().lower()}
+    names.add(via.rsplit(":", 1)[0].lower())
+    return frozenset(n.rstrip(".") for n in names if n)
+
+
+__all__ = ["GatewayTimeout", "ServerContext", "close_gracefully", "handle", "own_host_names"]

@@ -1,0 +1,202 @@
+"""Plain-HTTP relay, event by event: one request to the origin, its response to the client.
+
+Strategy: the request head goes out in origin form with hop-by-hop headers replaced; then
+two things run at once: the request body pump (client → origin) and the response relay
+(origin → client), so that interim responses (100 Continue, 103) reach a client that is
+waiting for them and an origin may answer before the upload ends. Bodies move one chunk at
+a time, each `send_all` finishing before the next receive: memory stays flat whatever the
+size, and the first bytes of a slow response reach the client at once. A response the
+origin ends early is never completed towards the client: the connection is cut instead.
+No policy lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h11
+import trio
+
+from fwdproxy.accesslog import Exchange
+from fwdproxy.errors import BadGateway, ConnectionLost, GatewayTimeout
+from fwdproxy.h11_stream import H11Stream
+from fwdproxy.headers import (
+    is_upgrade_request,
+    request_headers_for_origin,
+    response_headers_for_client,
+)
+from fwdproxy.target import Target
+from fwdproxy.tunnel import relay
+from fwdproxy.upstream import Upstream
+
+
+class RetryOnNewConnection(Exception):
+    """A reused idle connection turned out dead before any response: try a fresh one."""
+
+
+class UpstreamAborted(Exception):
+    """The origin failed after the response head went to the client; cut the client off."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    """What forwarding needs from the configuration."""
+
+    via: str
+    read_timeout: float
+    tunnel_idle_timeout: float
+
+
+def has_body(request: h11.Request) -> bool:
+    """True when the request carries a body (chunked, or a non-zero Content-Length)."""
+    for name, value in request.headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
+async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Request,
+                  target: Target, upstream: Upstream, exchange: Exchange) -> bool:
+    """Send `request` to `upstream` and relay the response to `client`.
+
+    Returns:
+        True when `upstream` is clean and may be pooled for another request.
+
+    Raises:
+        RetryOnNewConnection: a reused connection died before answering a bodiless request.
+        BadGateway, GatewayTimeout: the origin failed before the response head was sent.
+        UpstreamAborted: the origin failed after the response head was sent.
+        ConnectionLost: the client went away.
+    """
+    upgrade = is_upgrade_request(request.headers)
+    headers = request_headers_for_origin(
+        request.headers, target.host_header, settings.via, upgrade=upgrade
+    )
+    origin = upstream.http
+    retryable = upstream.reused and not has_body(request)
+    try:
+        await origin.send(h11.Request(method=request.method, target=target.path, headers=headers))
+    except ConnectionLost as exc:
+        if retryable:
+            raise RetryOnNewConnection from exc
+        raise BadGateway(f"the connection to {target.authority} failed: {exc}",
+                         host=target.authority) from exc
+
+    relay_state = _ResponseRelay(settings, client, origin, target, exchange, retryable)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_pump_request_body, client, origin)
+        switched = await relay_state.run()
+        nursery.cancel_scope.cancel()  # an early response: the rest of the upload is moot
+
+    if switched:
+        result = await relay(
+            client.stream,
+            upstream.stream,
+            client_initial=client.conn.trailing_data[0],
+            upstream_initial=origin.conn.trailing_data[0],
+            idle_timeout=settings.tunnel_idle_timeout,
+        )
+        exchange.bytes_up += result.bytes_up
+        exchange.bytes_down += result.bytes_down
+        exchange.detail = f"upgraded; relay {result.ended}"
+        return False
+    return origin.reusable
+
+
+async def _pump_request_body(client: H11Stream, origin: H11Stream) -> None:
+    """Client body events → origin, until EndOfMessage. Origin-side failures end the pump
+    quietly (the response relay reports them); client-side failures propagate."""
+    while True:
+        event = await client.next_event()
+        kind = type(event)
+        if kind is h11.Data or kind is h11.EndOfMessage:
+            try:
+                await origin.send(event)
+            except ConnectionLost:
+                return
+            if kind is h11.EndOfMessage:
+                return
+        elif event is h11.PAUSED:
+            return
+        elif kind is h11.ConnectionClosed:
+            raise ConnectionLost("the client closed the connection in the middle of the request body")
+
+
+class _ResponseRelay:
+    def __init__(self, settings: ForwardSettings, client: H11Stream, origin: H11Stream,
+                 target: Target, exchange: Exchange, retryable: bool) -> None:
+        self.settings = settings
+        self.client = client
+        self.origin = origin
+        self.target = target
+        self.exchange = exchange
+        self.retryable = retryable
+        self.head_sent = False
+        self.got_anything = False
+
+    def _fail(self, exc: Exception, message: str) -> Exception:
+        if self.head_sent:
+            return UpstreamAborted(message)
+        if self.retryable and not self.got_anything:
+            return RetryOnNewConnection()
+        if isinstance(exc, trio.TooSlowError):
+            return GatewayTimeout(message, host=self.target.authority)
+        return BadGateway(message, host=self.target.authority)
+
+    async def _next(self) -> object:
+        timeout = self.settings.read_timeout
+        try:
+            with trio.fail_after(timeout):
+                event = await self.origin.next_event()
+        except trio.TooSlowError as exc:
+            raise self._fail(exc, f"{self.target.authority} sent nothing for {timeout:g} s") from exc
+        except ConnectionLost as exc:
+            raise self._fail(exc, f"{self.target.authority} broke the connection: {exc}") from exc
+        except BadGateway as exc:
+            if not self.head_sent and not (self.retryable and not self.got_anything):
+                raise
+            raise self._fail(exc, exc.detail) from exc
+        if type(event) is h11.ConnectionClosed:
+            raise self._fail(
+                ConnectionLost(), f"{self.target.authority} closed the connection without a response"
+            )
+        self.got_anything = True
+        return event
+
+    async def run(self) -> bool:
+        """Relay the response; True when the protocol was switched (101)."""
+        via = self.settings.via
+        while True:
+            event = await self._next()
+            kind = type(event)
+            if kind is h11.Data:
+                await self.client.send(event)
+            elif kind is h11.Response:
+                assert isinstance(event, h11.Response)
+                self.exchange.status = event.status_code
+                await self.client.send(h11.Response(
+                    status_code=event.status_code,
+                    reason=event.reason,
+                    headers=response_headers_for_client(event.headers, via),
+                ))
+                self.head_sent = True
+            elif kind is h11.EndOfMessage:
+                assert isinstance(event, h11.EndOfMessage)
+                trailers = event.headers if self.client.conn.their_http_version == b"1.1" else []
+                await self.client.send(h11.EndOfMessage(headers=trailers))
+                return False
+            elif kind is h11.InformationalResponse:
+                assert isinstance(event, h11.InformationalResponse)
+                if event.status_code == 101:
+                    self.exchange.status = 101
+                    await self.client.send(h11.InformationalResponse(
+                        status_code=101,
+                        reason=event.reason,
+                        headers=response_headers_for_client(event.headers, via, upgrade=True),
+                    ))
+                    return True
+                await self.client.send(h11.InformationalResponse(
+                    status_code=event.status_code,
+                    reason=event.reason,
+                    headers=response_headers_for_client(event.headers, via),
+                ))

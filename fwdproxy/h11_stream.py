@@ -1,0 +1,187 @@
+"""One h11.Connection bound to one trio stream, in either role.
+
+Strategy: h11 does the HTTP/1.1 state machine; this class feeds it bytes, sends its
+output, counts bytes, and translates every foreign exception at this edge: h11 protocol
+errors become `BadRequest`/`HeadTooLarge` (client side) or `BadGateway` (origin side),
+transport errors become `ConnectionLost`.
+
+On the client side, request heads get a stricter check than h11 makes, because whatever
+a proxy accepts it passes on: a head is refused (400) for a bare CR or LF, obs-fold
+continuation lines, several Content-Length headers, Content-Length together with
+Transfer-Encoding, any coding other than exactly "chunked", or an HTTP/2 preface. The
+check reads each head's raw bytes once, as they arrive, before h11 parses them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import h11
+import trio
+
+from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
+
+# Large enough that a body moves in few syscalls, small enough that thousands of
+# connections with one chunk in flight each stay within a few hundred MiB.
+RECEIVE_SIZE = 65_536
+
+_HEAD_END = re.compile(rb"\n\r?\n")
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def check_request_head(head: bytes) -> None:
+    """Refuse request-head spellings that h11 tolerates but a proxy must not pass on.
+
+    Args:
+        head: the raw request line and header lines, up to and including the blank line.
+
+    Raises:
+        BadRequest: naming the first problem found.
+    """
+    if head.startswith(b"PRI * HTTP/2.0"):
+        raise BadRequest("HTTP/2 prior knowledge is not supported: speak HTTP/1.1 to the proxy")
+    body = head.replace(b"\r\n", b"")
+    if b"\n" in body:
+        raise BadRequest("bare LF line ending in the request head (lines must end in CRLF)")
+    if b"\r" in body:
+        raise BadRequest("bare CR in the request head")
+    lines = head.split(b"\r\n")
+    content_lengths = 0
+    transfer_encoding: bytes | None = None
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise BadRequest("obsolete line folding (obs-fold) in the request head")
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name == b"content-length":
+            content_lengths += 1
+            if content_lengths > 1 or b"," in value:
+                raise BadRequest("several Content-Length values")
+        elif name == b"transfer-encoding":
+            if transfer_encoding is not None:
+                raise BadRequest("several Transfer-Encoding headers")
+            transfer_encoding = value.strip(b" \t").lower()
+            if transfer_encoding != b"chunked":
+                raise BadRequest(
+                    "Transfer-Encoding other than exactly 'chunked' is not accepted: "
+                    + repr(value.strip(b" \t").decode("latin-1"))[:80]
+                )
+    if content_lengths and transfer_encoding is not None:
+        raise BadRequest("both Content-Length and Transfer-Encoding: the body length is ambiguous")
+
+
+class H11Stream:
+    """An h11 connection over a trio stream.
+
+    Args:
+        stream: the transport.
+        role: ``h11.SERVER`` facing a client, ``h11.CLIENT`` facing an origin.
+        max_head_bytes: the largest head accepted (431 on the client side beyond it).
+    """
+
+    def __init__(self, stream: trio.abc.Stream, role: Any, *, max_head_bytes: int) -> None:
+        self.stream = stream
+        self.role = role
+        self.conn = h11.Connection(role, max_incomplete_event_size=max_head_bytes)
+        self.max_head_bytes = max_head_bytes
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self._strict = role is h11.SERVER
+        self._head = bytearray()  # raw bytes of the request head being received
+        self._head_ok = False
+        self._scan_from = 0  # where the search for the head's end resumes
+
+    async def next_event(self) -> Any:
+        """The next h11 event, reading from the stream as needed.
+
+        Raises:
+            BadRequest, HeadTooLarge: a malformed request (client side).
+            BadGateway: a malformed response (origin side).
+            ConnectionLost: the transport failed.
+        """
+        while True:
+            if self._strict and not self._head_ok and self.conn.their_state is h11.IDLE:
+                self._check_buffered_head()
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise self._protocol_error(exc) from exc
+            if event is h11.NEED_DATA:
+                await self._receive()
+                continue
+            if type(event) is h11.Request:
+                self._reset_head(b"")
+            return event
+
+    async def _receive(self) -> None:
+        try:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+        except _TRANSPORT_ERRORS as exc:
+            raise ConnectionLost(f"receive failed: {exc}") from exc
+        self.bytes_received += len(data)
+        if self._strict and self.conn.their_state is h11.IDLE:
+            self._head += data
+        self.conn.receive_data(data)
+
+    def _check_buffered_head(self) -> None:
+        match = _HEAD_END.search(self._head, self._scan_from)
+        if match is None:
+            self._scan_from = max(0, len(self._head) - 2)
+            if len(self._head) > self.max_head_bytes:
+                raise HeadTooLarge(f"the request head exceeds {self.max_head_bytes} bytes")
+            return
+        if match.end() > self.max_head_bytes:
+            raise HeadTooLarge(f"the request head exceeds {self.max_head_bytes} bytes")
+        check_request_head(bytes(self._head[: match.end()]))
+        self._head_ok = True
+
+    def _protocol_error(self, exc: h11.RemoteProtocolError) -> Exception:
+        if self.role is h11.SERVER:
+            if exc.error_status_hint == 431:
+                return HeadTooLarge(f"the request head exceeds {self.max_head_bytes} bytes")
+            return BadRequest(f"malformed request: {exc}")
+        return BadGateway(f"the origin sent an invalid HTTP response: {exc}")
+
+    async def send(self, event: Any) -> None:
+        """Serialise and send one h11 event.
+
+        Raises:
+            ConnectionLost: the transport failed (h11 is told with send_failed()).
+        """
+        data = self.conn.send(event)
+        if data:
+            await self.send_raw(data)
+
+    async def send_raw(self, data: bytes | bytearray | memoryview) -> None:
+        """Send bytes that bypass h11 (after a protocol switch)."""
+        try:
+            await self.stream.send_all(data)
+        except _TRANSPORT_ERRORS as exc:
+            self.conn.send_failed()
+            raise ConnectionLost(f"send failed: {exc}") from exc
+        self.bytes_sent += len(data)
+
+    def start_next_cycle(self) -> None:
+        """Begin the next request/response cycle (both sides must be DONE)."""
+        self.conn.start_next_cycle()
+        if self._strict:
+            # Pipelined bytes h11 already holds are the start of the next head.
+            self._reset_head(self.conn.trailing_data[0])
+
+    def _reset_head(self, data: bytes) -> None:
+        self._head = bytearray(data)
+        self._head_ok = False
+        self._scan_from = 0
+
+    @property
+    def reusable(self) -> bool:
+        """True when both sides finished the message cleanly and may start another."""
+        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
+
+    @property
+    def can_respond(self) -> bool:
+        """True when a response head may still be sent (client side)."""
+        return self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)

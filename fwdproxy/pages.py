@@ -1,0 +1,60 @@
+"""The proxy's own HTML: error pages and the page at its own address.
+
+Every value that came from a request (host, URL, detail text) is HTML-escaped here, once.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from fwdproxy import __version__
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;"
+    "color:#222}h1{font-size:1.4em}code,pre{background:#f3f3f3;padding:.1em .3em}"
+    "footer{margin-top:2em;color:#777;font-size:.85em}"
+)
+
+
+def _page(title: str, body: str) -> bytes:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>\n"
+        f"<body>\n<h1>{escape(title)}</h1>\n{body}\n"
+        f"<footer>fwdproxy {escape(__version__)}</footer>\n</body></html>\n"
+    ).encode()
+
+
+def error_page(status: int, title: str, detail: str, *, host: str | None = None,
+               source: str | None = None) -> bytes:
+    """An HTML error page.
+
+    Args:
+        status: the HTTP status shown in the heading.
+        title: short reason ("Bad gateway").
+        detail: one sentence on what went wrong.
+        host: the destination concerned, if any.
+        source: the rule or setting that decided, for denials.
+    """
+    rows = [f"<p>{escape(detail)}</p>"]
+    if host:
+        rows.append(f"<p>Destination: <code>{escape(host)}</code></p>")
+    if source:
+        rows.append(f"<p>Decided by: <code>{escape(source)}</code></p>")
+    return _page(f"{status} {title}", "\n".join(rows))
+
+
+def info_page(proxy_address: str) -> bytes:
+    """The page served at the proxy's own address: what this is and how to use it."""
+    address = escape(proxy_address)
+    body = f"""<p>This is <b>fwdproxy</b>, a forward proxy. It is not a web site: point your
+browser or tools at it as their HTTP and HTTPS proxy.</p>
+<h2>Browsers</h2>
+<p>Proxy settings: HTTP proxy <code>{address}</code>, and use the same proxy for HTTPS.</p>
+<h2>Command line</h2>
+<pre>curl -x http://{address} https://example.org/
+export http_proxy=http://{address} https_proxy=http://{address}
+git config --global http.proxy http://{address}
+pip install --proxy http://{address} PACKAGE</pre>"""
+    return _page("fwdproxy", body)

@@ -1,0 +1,163 @@
+"""Listeners, accept loops, the handler nursery, and graceful shutdown.
+
+Strategy: every listener is opened before anything is served, so a port in use fails
+start-up as a whole (`ConfigError`). Each accepted connection runs as one task in the
+handler nursery; a bug in one connection is logged and closes that connection only. On
+shutdown the accept loops stop, idle keep-alive connections close, requests in flight get
+`timeouts.shutdown_grace` seconds, and whatever is left is then cancelled.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import sys
+import traceback
+from dataclasses import dataclass
+
+import trio
+
+from fwdproxy.accesslog import AccessLog
+from fwdproxy.config import Config, Listen
+from fwdproxy.connection import ServerContext, close_gracefully, handle, own_host_names, raw_error_response
+from fwdproxy.errors import ConfigError, ServiceUnavailable
+from fwdproxy.target import IPAddress, canonical_address
+from fwdproxy.upstream import Pool
+
+# Accept errors that mean "out of a resource for now": back off briefly and go on, as
+# trio.serve_listeners does, rather than spin or die.
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_ACCEPT_BACKOFF = 0.1
+# How often the access-log buffer is written out.
+LOG_FLUSH_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One bound listening socket: its address (None for a wildcard) and port."""
+
+    address: IPAddress | None
+    port: int
+
+    def __str__(self) -> str:
+        if self.address is None:
+            return f"*:{self.port}"
+        return f"[{self.address}]:{self.port}" if self.address.version == 6 else f"{self.address}:{self.port}"
+
+
+async def open_listeners(listen: tuple[Listen, ...]) -> list[trio.SocketListener]:
+    """Bind every configured address, or none.
+
+    Raises:
+        ConfigError: naming the address that could not be bound and why.
+    """
+    listeners: list[trio.SocketListener] = []
+    try:
+        for item in listen:
+            try:
+                listeners.extend(await trio.open_tcp_listeners(item.port, host=item.host))
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                if exc.errno == errno.EADDRINUSE:
+                    reason = "address already in use"
+                raise ConfigError(f"cannot listen on {item}: {reason}") from None
+    except BaseException:
+        for listener in listeners:
+            await listener.aclose()
+        raise
+    return listeners
+
+
+def _bound(listener: trio.SocketListener) -> Bound:
+    host, port = listener.socket.getsockname()[:2]
+    address = canonical_address(ipaddress.ip_address(host.split("%", 1)[0]))
+    return Bound(None if address.is_unspecified else address, int(port))
+
+
+async def serve(
+    config: Config,
+    *,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[list[Bound]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the proxy until `shutdown` is set, then drain and return.
+
+    Reports the bound addresses through `task_status` once it accepts connections.
+
+    Raises:
+        ConfigError: a listening address could not be bound (nothing was started).
+    """
+    listeners = await open_listeners(config.listen)
+    bound = [_bound(listener) for listener in listeners]
+    via = config.via_name(bound[0].port)
+    policy = config.policy().with_listeners((b.address, b.port) for b in bound)
+    limits = config.limits
+    pool = Pool(max_idle=limits.pool_max_idle, max_idle_per_host=limits.pool_max_idle_per_host,
+                idle_timeout=limits.pool_idle)
+    log = AccessLog(config.access_log)
+    ctx = ServerContext(config=config, policy=policy, pool=pool, log=log, via=via,
+                        own_names=own_host_names(via))
+    active = 0
+
+    async def run_handler(stream: trio.SocketStream) -> None:
+        nonlocal active
+        active += 1
+        try:
+            await handle(stream, ctx)
+        except Exception:  # a bug must cost one connection, never the proxy
+            print("fwdproxy: internal error in a connection handler:", file=sys.stderr)
+            traceback.print_exc()
+        finally:
+            active -= 1
+
+    async def refuse_overload(stream: trio.SocketStream) -> None:
+        try:
+            await stream.send_all(raw_error_response(ServiceUnavailable(
+                f"the proxy is at its limit of {limits.max_connections} connections")))
+            await close_gracefully(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.aclose()
+
+    async def accept_loop(listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    print(f"fwdproxy: accept: {exc.strerror}; backing off", file=sys.stderr)
+                    await trio.sleep(_ACCEPT_BACKOFF)
+                    continue
+                raise
+            except trio.ClosedResourceError:
+                return
+            if active >= limits.max_connections:
+                handlers.start_soon(refuse_overload, stream)
+            else:
+                handlers.start_soon(run_handler, stream)
+
+    async def flush_log() -> None:
+        while True:
+            await trio.sleep(LOG_FLUSH_INTERVAL)
+            log.flush()
+
+    try:
+        async with trio.open_nursery() as system:
+            system.start_soon(pool.run)
+            system.start_soon(flush_log)
+            async with trio.open_nursery() as handlers:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(accept_loop, listener, handlers)
+                    task_status.started(bound)
+                    await shutdown.wait()
+                    acceptors.cancel_scope.cancel()
+                for listener in listeners:
+                    await listener.aclose()
+                ctx.begin_drain()
+                handlers.cancel_scope.deadline = trio.current_time() + config.timeouts.shutdown_grace
+            system.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
+        log.close()
