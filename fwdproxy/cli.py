@@ -16,7 +16,7 @@ import trio
 
 from fwdproxy import __version__, config
 from fwdproxy.errors import ConfigError
-from fwdproxy.server import Bound, serve
+from fwdproxy.server import Running, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +55,9 @@ async def run(cfg: config.Config) -> None:
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            bound: list[Bound] = await nursery.start(lambda task_status: serve(
+            running: Running = await nursery.start(lambda task_status: serve(
                 cfg, shutdown=shutdown, task_status=task_status))
-            where = ", ".join(str(b) for b in bound)
+            where = ", ".join(str(b) for b in running.bound)
             print(f"fwdproxy {__version__} listening on {where}", file=sys.stderr, flush=True)
             async for signum in signals:
                 print(f"fwdproxy: {signal.Signals(signum).name}: finishing requests in flight "

@@ -22,7 +22,7 @@ import yaml
 from fwdproxy.errors import ConfigError
 from fwdproxy.policy import Policy, PortRange
 from fwdproxy.policy.engine import IPNetwork
-from fwdproxy.target import IPAddress, canonical_address, canonical_host, split_authority
+from fwdproxy.target import IPAddress, canonical_address, canonical_host
 
 DEFAULT_PORT = 8080
 
@@ -132,23 +132,19 @@ TOP_KEYS = {
 def parse_listen(value: str, where: str) -> Listen:
     """``8080``, ``127.0.0.1:8080``, ``[::1]:8080``, ``*:8080`` or ``localhost:8080``."""
     text = str(value).strip()
-    if text.isdigit():
-        host: str | None = None
-        port_text = text
+    host: str | None
+    if text.startswith("["):
+        inner, _, rest = text[1:].partition("]")
+        host, port_text = inner, rest[1:] if rest.startswith(":") else ""
     else:
-        try:
-            host, port = split_authority(text, None)
-        except Exception:
-            raise ConfigError(f"{where}: {text!r} is not [HOST:]PORT") from None
-        port_text = str(port)
-        if host.startswith("["):
-            host = host[1:-1]
-        if host in ("*", ""):
-            host = None
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{where}: port {port} is out of range")
-    return Listen(host, port)
+        host, _, port_text = text.rpartition(":")
+    if host in ("*", ""):
+        host = None
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{where}: {text!r} is not [HOST:]PORT with a port from 0 to 65535")
+    if host is not None and (":" in host and not text.startswith("[")):
+        raise ConfigError(f"{where}: write IPv6 addresses in brackets, as [::1]:8080")
+    return Listen(host, int(port_text))
 
 
 def parse_network(value: Any, where: str) -> IPNetwork:

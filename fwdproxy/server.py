@@ -74,15 +74,24 @@ def _bound(listener: trio.SocketListener) -> Bound:
     return Bound(None if address.is_unspecified else address, int(port))
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What `serve` reports once it accepts connections."""
+
+    bound: list[Bound]
+    context: ServerContext
+
+
 async def serve(
     config: Config,
     *,
     shutdown: trio.Event,
-    task_status: trio.TaskStatus[list[Bound]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until `shutdown` is set, then drain and return.
 
-    Reports the bound addresses through `task_status` once it accepts connections.
+    Reports the bound addresses (and the shared context) through `task_status` once it
+    accepts connections.
 
     Raises:
         ConfigError: a listening address could not be bound (nothing was started).
@@ -148,7 +157,7 @@ async def serve(
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
                         acceptors.start_soon(accept_loop, listener, handlers)
-                    task_status.started(bound)
+                    task_status.started(Running(bound, ctx))
                     await shutdown.wait()
                     acceptors.cancel_scope.cancel()
                 for listener in listeners:
