@@ -7,6 +7,7 @@ Format, one line each, fields separated by spaces, values without spaces except 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -58,16 +59,13 @@ class AccessLog:
 
     def write(self, exchange: Exchange) -> None:
         """Log one finished exchange."""
-        try:
+        # A full disk or a closed stderr must not take the proxy down.
+        with contextlib.suppress(OSError, ValueError):
             self._file.write(format_line(exchange, time.time()) + "\n")
-        except (OSError, ValueError):
-            pass  # a full disk or closed stderr must not take the proxy down
 
     def flush(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._file.flush()
-        except (OSError, ValueError):
-            pass
 
     def close(self) -> None:
         self.flush()

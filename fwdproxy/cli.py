@@ -16,7 +16,7 @@ import trio
 
 from fwdproxy import __version__, config
 from fwdproxy.errors import ConfigError
-from fwdproxy.server import Running, serve
+from fwdproxy.server import Running, open_listeners, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +53,12 @@ def _raise_file_limit() -> None:
 async def run(cfg: config.Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
     shutdown = trio.Event()
+    # Bound before any task starts, so that a port in use is a plain ConfigError.
+    listeners = await open_listeners(cfg.listen)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             running: Running = await nursery.start(lambda task_status: serve(
-                cfg, shutdown=shutdown, task_status=task_status))
+                cfg, shutdown=shutdown, listeners=listeners, task_status=task_status))
             where = ", ".join(str(b) for b in running.bound)
             print(f"fwdproxy {__version__} listening on {where}", file=sys.stderr, flush=True)
             async for signum in signals:

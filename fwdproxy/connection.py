@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from http import HTTPStatus
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -196,11 +196,11 @@ class ClientConnection:
         if scope.cancelled_caught:
             partial = self.http.bytes_received > received_before or bool(self.http.conn.trailing_data[0])
             if partial and not self.ctx.draining:
-                exc = RequestTimeout(f"the request head did not arrive within {timeout:g} s")
-                await self._send_error(exc, self._exchange(), log=True)
+                timed_out = RequestTimeout(f"the request head did not arrive within {timeout:g} s")
+                await self._send_error(timed_out, self._exchange(), log=True)
             return None
         if type(event) is h11.Request:
-            return event  # type: ignore[no-any-return]
+            return event
         return None  # ConnectionClosed or PAUSED
 
     async def _send_error(self, exc: FwdproxyError, exchange: Exchange, *, log: bool) -> None:

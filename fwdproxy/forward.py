@@ -182,7 +182,7 @@ class _ResponseRelay:
                 self.head_sent = True
             elif kind is h11.EndOfMessage:
                 assert isinstance(event, h11.EndOfMessage)
-                trailers = event.headers if self.client.conn.their_http_version == b"1.1" else []
+                trailers = list(event.headers) if self.client.conn.their_http_version == b"1.1" else []
                 await self.client.send(h11.EndOfMessage(headers=trailers))
                 return False
             elif kind is h11.InformationalResponse:

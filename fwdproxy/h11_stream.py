@@ -124,7 +124,7 @@ class H11Stream:
         self.bytes_received += len(data)
         if self._strict and self.conn.their_state is h11.IDLE:
             self._head += data
-        self.conn.receive_data(data)
+        self.conn.receive_data(bytes(data))
 
     def _check_buffered_head(self) -> None:
         match = _HEAD_END.search(self._head, self._scan_from)

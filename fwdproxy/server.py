@@ -86,6 +86,7 @@ async def serve(
     config: Config,
     *,
     shutdown: trio.Event,
+    listeners: list[trio.SocketListener] | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until `shutdown` is set, then drain and return.
@@ -93,10 +94,16 @@ async def serve(
     Reports the bound addresses (and the shared context) through `task_status` once it
     accepts connections.
 
+    Args:
+        config: the configuration.
+        shutdown: set it to stop accepting, drain and return.
+        listeners: already opened listeners (see `open_listeners`); opened here when None.
+
     Raises:
         ConfigError: a listening address could not be bound (nothing was started).
     """
-    listeners = await open_listeners(config.listen)
+    if listeners is None:
+        listeners = await open_listeners(config.listen)
     bound = [_bound(listener) for listener in listeners]
     via = config.via_name(bound[0].port)
     policy = config.policy().with_listeners((b.address, b.port) for b in bound)

@@ -1,6 +1,6 @@
-# Sourced by scripts/fwdproxy and scripts/test: make .venv from pyproject.toml when it is
-# missing or when pyproject.toml changed since it was made (a stamp file records its hash).
-# $1: the extras to install, e.g. "" or "test".
+# Sourced by scripts/fwdproxy, scripts/test and scripts/check: make .venv from
+# pyproject.toml when it is missing, or reinstall when pyproject.toml changed since.
+# $1: the extras needed: "" (run), "test" or "dev" (dev includes test).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
@@ -19,17 +19,27 @@ find_python() {
     return 1
 }
 
-want="$(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)-${extras:-base}"
-stamp="$venv/.fwdproxy-installed"
-have=""
-[ -f "$stamp" ] && have="$(cat "$stamp")"
-# A venv made with more extras serves a command that needs fewer.
-if [ ! -x "$venv/bin/python" ] || { [ "$have" != "$want" ] && [ "${have%-test}" != "${want%-base}" ]; }; then
+# One stamp per extras set, holding the hash of the pyproject.toml it was installed from.
+hash="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+installed() {
+    local name
+    for name in "$@"; do
+        [ -f "$venv/.installed-$name" ] && [ "$(cat "$venv/.installed-$name")" = "$hash" ] && return 0
+    done
+    return 1
+}
+case "$extras" in
+    "") satisfied_by=(base test dev) ;;
+    test) satisfied_by=(test dev) ;;
+    *) satisfied_by=("$extras") ;;
+esac
+
+if [ ! -x "$venv/bin/python" ] || ! installed "${satisfied_by[@]}"; then
     python="$(find_python)"
     [ -x "$venv/bin/python" ] || { echo "creating $venv" >&2; "$python" -m venv "$venv"; }
     spec="$root"
     [ -n "$extras" ] && spec="$root[$extras]"
     echo "installing fwdproxy${extras:+[$extras]} into $venv" >&2
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" >&2
-    echo "$want" >"$stamp"
+    echo "$hash" >"$venv/.installed-${extras:-base}"
 fi
