@@ -59,6 +59,9 @@ class Timeouts:
     # Silence from an origin while a response is due or streaming (Squid's read_timeout
     # is 15 min; 5 min lets long polls through while freeing a dead origin's slot).
     upstream_read: float = 300.0
+    # A client that sends no request-body bytes, or reads no response bytes, for this long
+    # while a request is under way (nginx: client_body_timeout and send_timeout, 60 s).
+    client_idle: float = 60.0
     # A tunnel with no bytes either way (Squid: 15 min for read_timeout on tunnels).
     tunnel_idle: float = 900.0
     # After SIGTERM/SIGINT, how long requests in flight may take to finish.
@@ -74,8 +77,8 @@ class Limits:
     # Request head (request line + headers); Squid's request_header_max_size is 64 KB.
     max_head_bytes: int = 65_536
     # Idle upstream connections kept for reuse, in all and per scheme/host/port.
-    pool_max_idle: int = 512
-    pool_max_idle_per_host: int = 16
+    pool_max_idle: int = 1024
+    pool_max_idle_per_host: int = 256
     # How long an idle upstream connection is kept (origins often close at 60 s or less).
     pool_idle: float = 30.0
 

@@ -72,7 +72,8 @@ class ServerContext:
     @property
     def forward_settings(self) -> ForwardSettings:
         timeouts = self.config.timeouts
-        return ForwardSettings(self.via, timeouts.upstream_read, timeouts.tunnel_idle)
+        return ForwardSettings(self.via, timeouts.upstream_read, timeouts.client_idle,
+                               timeouts.tunnel_idle)
 
     def begin_drain(self) -> None:
         """Stop taking new requests: idle keep-alive connections close now."""
@@ -121,7 +122,11 @@ def raw_error_response(exc: FwdproxyError) -> bytes:
 async def handle(stream: trio.SocketStream, ctx: ServerContext) -> None:
     """Serve one client connection until it closes; never raises for client misbehaviour."""
     try:
-        await ClientConnection(stream, ctx).run()
+        try:
+            connection = ClientConnection(stream, ctx)
+        except OSError:
+            return  # reset before we looked at it
+        await connection.run()
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()
@@ -131,6 +136,7 @@ class ClientConnection:
     """The request loop of one client connection."""
 
     def __init__(self, stream: trio.SocketStream, ctx: ServerContext) -> None:
+        """Raises OSError when the client is already gone (no peer address)."""
         self.stream = stream
         self.ctx = ctx
         self.config = ctx.config

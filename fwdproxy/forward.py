@@ -44,7 +44,17 @@ class ForwardSettings:
 
     via: str
     read_timeout: float
+    client_idle_timeout: float
     tunnel_idle_timeout: float
+
+
+async def _to_client(client: H11Stream, event: object, timeout: float) -> None:
+    """Send to the client; one that stops reading for `timeout` seconds is dropped."""
+    try:
+        with trio.fail_after(timeout):
+            await client.send(event)
+    except trio.TooSlowError:
+        raise ConnectionLost(f"the client read nothing for {timeout:g} s") from None
 
 
 def has_body(request: h11.Request) -> bool:
@@ -84,7 +94,7 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
 
     relay_state = _ResponseRelay(settings, client, origin, target, exchange, retryable)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_pump_request_body, client, origin)
+        nursery.start_soon(_pump_request_body, client, origin, settings.client_idle_timeout)
         switched = await relay_state.run()
         nursery.cancel_scope.cancel()  # an early response: the rest of the upload is moot
 
@@ -103,11 +113,15 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
     return origin.reusable
 
 
-async def _pump_request_body(client: H11Stream, origin: H11Stream) -> None:
+async def _pump_request_body(client: H11Stream, origin: H11Stream, timeout: float) -> None:
     """Client body events → origin, until EndOfMessage. Origin-side failures end the pump
     quietly (the response relay reports them); client-side failures propagate."""
     while True:
-        event = await client.next_event()
+        try:
+            with trio.fail_after(timeout):
+                event = await client.next_event()
+        except trio.TooSlowError:
+            raise ConnectionLost(f"the client sent no body bytes for {timeout:g} s") from None
         kind = type(event)
         if kind is h11.Data or kind is h11.EndOfMessage:
             try:
@@ -166,37 +180,38 @@ class _ResponseRelay:
     async def run(self) -> bool:
         """Relay the response; True when the protocol was switched (101)."""
         via = self.settings.via
+        idle = self.settings.client_idle_timeout
         while True:
             event = await self._next()
             kind = type(event)
             if kind is h11.Data:
-                await self.client.send(event)
+                await _to_client(self.client, event, idle)
             elif kind is h11.Response:
                 assert isinstance(event, h11.Response)
                 self.exchange.status = event.status_code
-                await self.client.send(h11.Response(
+                await _to_client(self.client, h11.Response(
                     status_code=event.status_code,
                     reason=event.reason,
                     headers=response_headers_for_client(event.headers, via),
-                ))
+                ), idle)
                 self.head_sent = True
             elif kind is h11.EndOfMessage:
                 assert isinstance(event, h11.EndOfMessage)
                 trailers = list(event.headers) if self.client.conn.their_http_version == b"1.1" else []
-                await self.client.send(h11.EndOfMessage(headers=trailers))
+                await _to_client(self.client, h11.EndOfMessage(headers=trailers), idle)
                 return False
             elif kind is h11.InformationalResponse:
                 assert isinstance(event, h11.InformationalResponse)
                 if event.status_code == 101:
                     self.exchange.status = 101
-                    await self.client.send(h11.InformationalResponse(
+                    await _to_client(self.client, h11.InformationalResponse(
                         status_code=101,
                         reason=event.reason,
                         headers=response_headers_for_client(event.headers, via, upgrade=True),
-                    ))
+                    ), idle)
                     return True
-                await self.client.send(h11.InformationalResponse(
+                await _to_client(self.client, h11.InformationalResponse(
                     status_code=event.status_code,
                     reason=event.reason,
                     headers=response_headers_for_client(event.headers, via),
-                ))
+                ), idle)
