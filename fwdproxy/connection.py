@@ -105,6 +105,16 @@ async def close_gracefully(stream: trio.abc.Stream) -> None:
             await stream.aclose()
 
 
+def extra_headers(exc: FwdproxyError) -> list[tuple[bytes, bytes]]:
+    """Headers an error response carries besides framing: the deciding rule, Allow."""
+    headers = []
+    if isinstance(exc, Forbidden):
+        headers.append((b"x-fwdproxy-decision", f"deny {exc.source}".encode()))
+    if isinstance(exc, MethodNotAllowed):
+        headers.append((b"allow", exc.allow.encode()))
+    return headers
+
+
 def raw_error_response(exc: FwdproxyError) -> bytes:
     """A complete HTTP/1.1 error response, for answering before h11 has a request."""
     body = error_page(exc.status, exc.title, exc.detail, host=exc.host,
@@ -114,7 +124,8 @@ def raw_error_response(exc: FwdproxyError) -> bytes:
         "Content-Type: text/html; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n"
+        + "".join(f"{k.decode()}: {v.decode()}\r\n" for k, v in extra_headers(exc))
+        + "Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
 
@@ -224,8 +235,7 @@ class ClientConnection:
                     (b"cache-control", b"no-store"),
                     (b"connection", b"close"),
                 ]
-                if isinstance(exc, Forbidden):
-                    headers.append((b"x-fwdproxy-decision", f"deny {exc.source}".encode()))
+                headers.extend(extra_headers(exc))
                 await self.http.send(h11.Response(status_code=exc.status, headers=headers,
                                                   reason=HTTPStatus(exc.status).phrase.encode()))
                 if exchange.method != "HEAD":
@@ -382,13 +392,11 @@ class ClientConnection:
             exchange.status = 200
             await self.http.send(h11.Response(status_code=200, headers=[],
                                               reason=b"Connection established"))
-            result = await relay(
-                self.stream,
-                stream,
-                client_initial=self.http.conn.trailing_data[0],
-                idle_timeout=self.config.timeouts.tunnel_idle,
-            )
-            exchange.bytes_up += result.bytes_up
+            early = self.http.conn.trailing_data[0]
+            result = await relay(self.stream, stream, client_initial=early,
+                                 idle_timeout=self.config.timeouts.tunnel_idle)
+            # The early bytes were counted when h11 read them; relay() counts them again.
+            exchange.bytes_up += result.bytes_up - len(early)
             exchange.bytes_down += result.bytes_down
             exchange.detail = f"tunnel {result.ended}"
         finally:

@@ -57,6 +57,7 @@ class NotFound(FwdproxyError):
 
     status = 404
     title = "Not found"
+    verdict = "own-page"
 
 
 class MethodNotAllowed(FwdproxyError):
@@ -64,6 +65,8 @@ class MethodNotAllowed(FwdproxyError):
 
     status = 405
     title = "Method not allowed"
+    verdict = "own-page"
+    allow = "GET, HEAD"  # the Allow header RFC 9110 §15.5.6 requires with a 405
 
 
 class RequestTimeout(FwdproxyError):

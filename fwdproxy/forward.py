@@ -30,6 +30,26 @@ from fwdproxy.tunnel import relay
 from fwdproxy.upstream import Upstream
 
 
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception to act on from a nursery's group (trio wraps even a single one).
+
+    When both directions failed at once, a failure of the client (ConnectionLost) wins:
+    there is nobody left to answer.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    for leaf in leaves:
+        if isinstance(leaf, ConnectionLost):
+            return leaf
+    return leaves[0]
+
+
 class RetryOnNewConnection(Exception):
     """A reused idle connection turned out dead before any response: try a fresh one."""
 
@@ -93,20 +113,25 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
                          host=target.authority) from exc
 
     relay_state = _ResponseRelay(settings, client, origin, target, exchange, retryable)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_pump_request_body, client, origin, settings.client_idle_timeout)
-        switched = await relay_state.run()
-        nursery.cancel_scope.cancel()  # an early response: the rest of the upload is moot
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pump_request_body, client, origin, settings.client_idle_timeout)
+            switched = await relay_state.run()
+            nursery.cancel_scope.cancel()  # an early response: the rest of the upload is moot
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
 
     if switched:
+        early = client.conn.trailing_data[0]
         result = await relay(
             client.stream,
             upstream.stream,
-            client_initial=client.conn.trailing_data[0],
+            client_initial=early,
             upstream_initial=origin.conn.trailing_data[0],
             idle_timeout=settings.tunnel_idle_timeout,
         )
-        exchange.bytes_up += result.bytes_up
+        # The client's early bytes were counted when h11 read them; relay() counts them again.
+        exchange.bytes_up += result.bytes_up - len(early)
         exchange.bytes_down += result.bytes_down
         exchange.detail = f"upgraded; relay {result.ended}"
         return False
@@ -167,9 +192,11 @@ class _ResponseRelay:
         except ConnectionLost as exc:
             raise self._fail(exc, f"{self.target.authority} broke the connection: {exc}") from exc
         except BadGateway as exc:
-            if not self.head_sent and not (self.retryable and not self.got_anything):
-                raise
-            raise self._fail(exc, exc.detail) from exc
+            if not self.got_anything and self.origin.conn.trailing_data[1]:
+                message = f"{self.target.authority} closed the connection without a response"
+            else:
+                message = f"{self.target.authority}: {exc.detail}"
+            raise self._fail(exc, message) from exc
         if type(event) is h11.ConnectionClosed:
             raise self._fail(
                 ConnectionLost(), f"{self.target.authority} closed the connection without a response"

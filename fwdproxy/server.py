@@ -12,12 +12,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 
 import trio
 
-from fwdproxy.accesslog import AccessLog
+from fwdproxy.accesslog import AccessLog, Exchange
 from fwdproxy.config import Config, Listen
 from fwdproxy.connection import ServerContext, close_gracefully, handle, own_host_names, raw_error_response
 from fwdproxy.errors import ConfigError, ServiceUnavailable
@@ -127,12 +128,18 @@ async def serve(
             active -= 1
 
     async def refuse_overload(stream: trio.SocketStream) -> None:
+        refusal = ServiceUnavailable(f"the proxy is at its limit of {limits.max_connections} connections")
+        exchange = Exchange(client="-", started=time.time(), status=refusal.status,
+                            verdict=refusal.verdict, source="config:limits.max_connections",
+                            detail=refusal.detail)
         try:
-            await stream.send_all(raw_error_response(ServiceUnavailable(
-                f"the proxy is at its limit of {limits.max_connections} connections")))
+            exchange.client = stream.socket.getpeername()[0]
+            await stream.send_all(raw_error_response(refusal))
             await close_gracefully(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await stream.aclose()
+        finally:
+            log.write(exchange)
 
     async def accept_loop(listener: trio.SocketListener, handlers: trio.Nursery) -> None:
         while True:

@@ -144,8 +144,12 @@ class Policy:
                 when `needs_local_check` says so; False otherwise).
         """
         address = canonical_address(address)
-        if is_local or address.is_loopback:
-            if (address, facts.port) in self.listeners or (None, facts.port) in self.listeners:
+        if is_local or address.is_loopback or address.is_unspecified:
+            # Connecting to 0.0.0.0 or :: reaches whatever listens on the port locally.
+            ours = (None, facts.port) in self.listeners or (address, facts.port) in self.listeners
+            if address.is_unspecified and facts.port in self.listen_ports:
+                ours = True
+            if ours:
                 return Verdict(False, "builtin:own-listener",
                                f"{address} port {facts.port} is this proxy itself")
             if self.deny_local and is_local:
