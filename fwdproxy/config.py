@@ -253,7 +253,7 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
         ConfigError: naming `source` and the key at fault.
     """
     config = base or defaults()
-    unknown = sorted(set(data) - TOP_KEYS)
+    unknown = sorted(str(k) for k in data if k not in TOP_KEYS)
     if unknown:
         raise ConfigError(
             f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(TOP_KEYS))})"
@@ -270,6 +270,8 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["listen"] = tuple(parse_listen(v, f"{where}[{i}]") for i, v in enumerate(items))
         elif key == "rules":
             changes["rules"] = Path(str(value)).expanduser()
+            if not changes["rules"].is_dir():
+                raise ConfigError(f"{where}: {changes['rules']} is not a folder")
         elif key == "clients":
             items = _as_list(value, where)
             changes["clients"] = tuple(parse_network(v, f"{where}[{i}]") for i, v in enumerate(items))
@@ -340,6 +342,4 @@ def load(
         flags["via"] = via
     if flags:
         config = from_mapping(flags, "command line", config)
-    if config.rules is not None and not config.rules.is_dir():
-        raise ConfigError(f"rules: {config.rules} is not a folder")
     return config

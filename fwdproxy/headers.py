@@ -10,6 +10,7 @@ other side frames the body the same way; h11 itself re-frames where the peers di
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 Headers = list[tuple[bytes, bytes]]
@@ -28,6 +29,10 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
 
 
 def comma_tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
@@ -54,7 +59,8 @@ def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]], *, keep_upgrade: bo
         headers: the received headers.
         keep_upgrade: keep Upgrade and send ``Connection: upgrade`` (the WebSocket path).
     """
-    named = set(comma_tokens(headers, b"connection"))
+    # Framing headers stay whatever Connection lists: h11 needs them to frame the body.
+    named = set(comma_tokens(headers, b"connection")) - _FRAMING
     out = [
         (key, value)
         for key, value in headers
@@ -78,7 +84,9 @@ def is_upgrade_request(headers: Sequence[tuple[bytes, bytes]]) -> bool:
 def via_entries(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
     """The received-by part of each Via entry (``1.1 name (comment)`` gives ``name``)."""
     names: list[bytes] = []
-    for entry in comma_tokens(headers, b"via"):
+    # Comments may hold commas ("1.1 a (x, y)"): drop them before splitting (RFC 9110 §5.6.5).
+    stripped = [(k, _COMMENT.sub(b"", v)) for k, v in headers if k.lower() == b"via"]
+    for entry in comma_tokens(stripped, b"via"):
         parts = entry.split()
         if len(parts) >= 2:
             names.append(parts[1])

@@ -26,8 +26,11 @@ Form = Literal["absolute", "authority", "origin", "asterisk"]
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 # RFC 3986 reg-name characters after percent-decoding, plus "_" which real DNS names use.
-_REG_NAME = re.compile(r"^[a-z0-9_.\-]+$")
+_REG_NAME = re.compile(r"[a-z0-9_.\-]+")
 _SCHEME = re.compile(rb"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_HEX_PART = re.compile(r"0[xX][0-9a-fA-F]*")
+_OCTAL_PART = re.compile(r"0[0-7]+")
+_DECIMAL_PART = re.compile(r"0|[1-9][0-9]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +89,14 @@ def parse_ipv4_numeric(text: str) -> ipaddress.IPv4Address | None:
         return None
     numbers: list[int] = []
     for part in parts:
-        try:
-            if part[:2] in ("0x", "0X"):
-                numbers.append(int(part[2:] or "0", 16))
-            elif len(part) > 1 and part.startswith("0"):
-                numbers.append(int(part, 8))
-            elif part.isdigit():
-                numbers.append(int(part))
-            else:
-                return None
-        except ValueError:
+        # Only what inet_aton accepts: no signs, spaces or underscores, as int() would.
+        if _HEX_PART.fullmatch(part):
+            numbers.append(int(part[2:] or "0", 16))
+        elif _OCTAL_PART.fullmatch(part):
+            numbers.append(int(part, 8))
+        elif _DECIMAL_PART.fullmatch(part):
+            numbers.append(int(part))
+        else:
             return None
     *head, last = numbers
     if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
@@ -133,6 +134,13 @@ def canonical_host(raw: str) -> tuple[str, IPAddress | None]:
         host = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest(f"invalid host {raw!r}") from None
+    if not host.isascii():
+        # UTS 46 mapping first (full-width digits, ideographic full stops...), as browsers
+        # do, so that a mapped spelling of an address is still read as that address.
+        try:
+            host = idna.uts46_remap(host, std3_rules=False, transitional=False)
+        except idna.IDNAError as exc:
+            raise BadRequest(f"invalid international host name {raw!r}: {exc}") from None
     host = host.rstrip(".") if host not in (".", "") else host
     if not host:
         raise BadRequest("empty host")
@@ -145,7 +153,7 @@ def canonical_host(raw: str) -> tuple[str, IPAddress | None]:
         except idna.IDNAError as exc:
             raise BadRequest(f"invalid international host name {raw!r}: {exc}") from None
     host = host.lower()
-    if not _REG_NAME.match(host) or ".." in host or host.startswith("."):
+    if not _REG_NAME.fullmatch(host) or ".." in host or host.startswith("."):
         raise BadRequest(f"invalid host {raw!r}")
     if all(label.isdigit() for label in host.split(".")):
         raise BadRequest(f"invalid IPv4 address {raw!r}")
