@@ -135,7 +135,9 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
         exchange.bytes_down += result.bytes_down
         exchange.detail = f"upgraded; relay {result.ended}"
         return False
-    return origin.reusable
+    # Bytes past the end of the response (a body on a HEAD/204/304, extra bytes after
+    # Content-Length) would become the next request's response, maybe another client's.
+    return origin.reusable and not origin.conn.trailing_data[0]
 
 
 async def _pump_request_body(client: H11Stream, origin: H11Stream, timeout: float) -> None:
@@ -237,6 +239,8 @@ class _ResponseRelay:
                         headers=response_headers_for_client(event.headers, via, upgrade=True),
                     ), idle)
                     return True
+                if self.client.conn.their_http_version != b"1.1":
+                    continue  # no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
                 await _to_client(self.client, h11.InformationalResponse(
                     status_code=event.status_code,
                     reason=event.reason,

@@ -27,6 +27,9 @@ from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
 RECEIVE_SIZE = 65_536
 
 _HEAD_END = re.compile(rb"\n\r?\n")
+# C0 controls other than HTAB, LF and CR, and DEL: h11 refuses only NUL and whitespace.
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FRAMING = (b"content-length", b"transfer-encoding")
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
@@ -41,6 +44,9 @@ def check_request_head(head: bytes) -> None:
     """
     if head.startswith(b"PRI * HTTP/2.0"):
         raise BadRequest("HTTP/2 prior knowledge is not supported: speak HTTP/1.1 to the proxy")
+    control = _CONTROL.search(head)
+    if control is not None:
+        raise BadRequest(f"control byte 0x{control.group()[0]:02x} in the request head")
     body = head.replace(b"\r\n", b"")
     if b"\n" in body:
         raise BadRequest("bare LF line ending in the request head (lines must end in CRLF)")
@@ -56,6 +62,9 @@ def check_request_head(head: bytes) -> None:
             raise BadRequest("obsolete line folding (obs-fold) in the request head")
         name, _, value = line.partition(b":")
         name = name.lower()
+        if b"_" in name and name.replace(b"_", b"-") in _FRAMING:
+            # An origin that maps "_" to "-" (CGI, WSGI) would frame the body differently.
+            raise BadRequest(f"header {name.decode('latin-1')!r} looks like a framing header")
         if name == b"content-length":
             content_lengths += 1
             if content_lengths > 1 or b"," in value:
