@@ -19,6 +19,9 @@ from fwdproxy.errors import BadGateway, GatewayTimeout
 from fwdproxy.target import IPAddress, canonical_address
 
 
+_LOOPBACK = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+
+
 async def resolve(
     host: str,
     port: int,
@@ -37,6 +40,11 @@ async def resolve(
         return [literal]
     if host in hosts:
         return list(hosts[host])
+    # RFC 6761 §6.3-6.4: answer the special-use names here, never ask DNS about them.
+    if host == "localhost" or host.endswith(".localhost"):
+        return list(_LOOPBACK)
+    if host == "invalid" or host.endswith(".invalid"):
+        raise BadGateway(f"cannot resolve {host}: no such host (.invalid never resolves)", host=host)
     try:
         with trio.fail_after(timeout):
             infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -1112,3 +1112,14 @@ async def test_declined_upgrade_leaves_http_working(start_http_origin, proxy):
     assert (response.status_code, body) == (200, b"hello from origin: /after")
     assert origin.requests[0].header(b"upgrade") == b"websocket"
     assert origin.connections == 1
+
+
+async def test_unresolvable_host_is_502_naming_it(proxy) -> None:
+    """`.invalid` names fail in the resolver itself (RFC 6761), so no DNS query leaves."""
+    client = await HttpClient.connect(proxy.port)
+    response, body = await client.get("http://nothing.invalid/x")
+    assert response.status_code == 502
+    assert b"nothing.invalid" in body and b"no such host" in body
+    lines = await log_lines_after_close(proxy, client)
+    line = next(line for line in lines if "nothing.invalid" in line)
+    assert " 502 " in line and "no such host" in line
