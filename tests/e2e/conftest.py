@@ -106,6 +106,13 @@ class _OriginHandler(SimpleHTTPRequestHandler):
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        # Answer a request's "Connection: close" with our own (RFC 9112 §9.6), as real
+        # servers do, so that clients close too; http.server alone only closes.
+        if "close" in self.headers.get("Connection", "").lower():
+            self.send_header("Connection", "close")
+
     def _record(self) -> None:
         self.server.origin.requests.append(SeenRequest(
             self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
@@ -417,18 +424,3 @@ def require(program: str) -> str:
     if path is None:
         pytest.skip(f"{program} is not installed (not found on PATH)")
     return path
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` (something another process or thread makes true) up to `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(LOG_POLL_INTERVAL)
-
-
-__all__ = [
-    "FILE_BODY", "FILE_NAME", "Origin", "ProxyProcess", "StartProxy", "client_env",
-    "require", "run", "wait_for",
-]
