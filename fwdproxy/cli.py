@@ -51,21 +51,30 @@ def _raise_file_limit() -> None:
 
 
 async def run(cfg: config.Config) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal stops at once."""
     shutdown = trio.Event()
     # Bound before any task starts, so that a port in use is a plain ConfigError.
     listeners = await open_listeners(cfg.listen)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            running: Running = await nursery.start(lambda task_status: serve(
-                cfg, shutdown=shutdown, listeners=listeners, task_status=task_status))
+
+            async def serve_then_stop(task_status: trio.TaskStatus[Running]) -> None:
+                await serve(cfg, shutdown=shutdown, listeners=listeners, task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop waiting for signals
+
+            running: Running = await nursery.start(serve_then_stop)
             where = ", ".join(str(b) for b in running.bound)
             print(f"fwdproxy {__version__} listening on {where}", file=sys.stderr, flush=True)
             async for signum in signals:
-                print(f"fwdproxy: {signal.Signals(signum).name}: finishing requests in flight "
-                      f"(up to {cfg.timeouts.shutdown_grace:g} s)", file=sys.stderr, flush=True)
+                name = signal.Signals(signum).name
+                if shutdown.is_set():
+                    print(f"fwdproxy: {name} again: stopping now", file=sys.stderr, flush=True)
+                    nursery.cancel_scope.cancel()
+                    break
+                print(f"fwdproxy: {name}: finishing requests in flight (up to "
+                      f"{cfg.timeouts.shutdown_grace:g} s; signal again to stop now)",
+                      file=sys.stderr, flush=True)
                 shutdown.set()
-                break
 
 
 def main(argv: list[str] | None = None) -> int:

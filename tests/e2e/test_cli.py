@@ -228,3 +228,20 @@ def test_sigterm_closes_idle_connections_without_waiting_for_the_grace(
     finally:
         conn.close()
     proxy.wait_for_stderr(r"fwdproxy: SIGTERM: finishing requests in flight", timeout=1)
+
+
+def test_second_signal_stops_at_once(start_proxy: StartProxy, http_origin: Origin) -> None:
+    proxy = start_proxy({"timeouts": {"shutdown_grace": 60}})
+    url = http_origin.url("/slow")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(fetch_through, proxy.port, url)
+        assert http_origin.slow_started.wait(REQUEST_TIMEOUT), "the request never reached the origin"
+        proxy.send_signal(signal.SIGINT)
+        proxy.wait_for_stderr(r"fwdproxy: SIGINT: finishing requests in flight", timeout=10)
+        proxy.send_signal(signal.SIGINT)
+        # Not the 60 s grace: the second signal cancels the request in flight.
+        assert proxy.wait_exit(timeout=10) == 0
+        proxy.wait_for_stderr(r"fwdproxy: SIGINT again: stopping now", timeout=1)
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            pending.result(timeout=REQUEST_TIMEOUT)
+        http_origin.slow_release.set()
