@@ -69,11 +69,12 @@ class ServerContext:
     draining: bool = False
     idle_scopes: set[trio.CancelScope] = field(default_factory=set)
 
-    @property
-    def forward_settings(self) -> ForwardSettings:
+    forward_settings: ForwardSettings = field(init=False)
+
+    def __post_init__(self) -> None:
         timeouts = self.config.timeouts
-        return ForwardSettings(self.via, timeouts.upstream_read, timeouts.client_idle,
-                               timeouts.tunnel_idle)
+        self.forward_settings = ForwardSettings(self.via, timeouts.upstream_read,
+                                                timeouts.client_idle, timeouts.tunnel_idle)
 
     def begin_drain(self) -> None:
         """Stop taking new requests: idle keep-alive connections close now."""

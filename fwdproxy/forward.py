@@ -103,9 +103,17 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
         request.headers, target.host_header, settings.via, upgrade=upgrade
     )
     origin = upstream.http
-    retryable = upstream.reused and not has_body(request)
+    bodiless = not has_body(request)
+    if bodiless:
+        # h11 yields a bodiless request's EndOfMessage without reading (none is left on a
+        # retry): take it now, and spare the request a body-pump task.
+        while client.conn.their_state is h11.SEND_BODY:
+            await client.next_event()
+    retryable = upstream.reused and bodiless
     try:
         await origin.send(h11.Request(method=request.method, target=target.path, headers=headers))
+        if bodiless:
+            await origin.send(h11.EndOfMessage())
     except ConnectionLost as exc:
         if retryable:
             raise RetryOnNewConnection from exc
@@ -113,13 +121,17 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
                          host=target.authority) from exc
 
     relay_state = _ResponseRelay(settings, client, origin, target, exchange, retryable)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pump_request_body, client, origin, settings.client_idle_timeout)
-            switched = await relay_state.run()
-            nursery.cancel_scope.cancel()  # an early response: the rest of the upload is moot
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
+    if bodiless:
+        switched = await relay_state.run()
+    else:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump_request_body, client, origin,
+                                   settings.client_idle_timeout)
+                switched = await relay_state.run()
+                nursery.cancel_scope.cancel()  # an early response: the rest of the upload is moot
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
 
     if switched:
         early = client.conn.trailing_data[0]

@@ -18,7 +18,6 @@ import trio
 from fwdproxy.errors import BadGateway, GatewayTimeout
 from fwdproxy.target import IPAddress, canonical_address
 
-
 _LOOPBACK = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 
 
