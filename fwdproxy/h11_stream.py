@@ -15,6 +15,7 @@ check reads each head's raw bytes once, as they arrive, before h11 parses them.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
@@ -103,8 +104,12 @@ class H11Stream:
         self._head_ok = False
         self._scan_from = 0  # where the search for the head's end resumes
 
-    async def next_event(self) -> Any:
+    async def next_event(self, before_receive: Callable[[], Awaitable[None]] | None = None) -> Any:
         """The next h11 event, reading from the stream as needed.
+
+        Args:
+            before_receive: awaited before each wait for more bytes (a relay flushes what
+                it holds for the other side there, so nothing sits while we wait).
 
         Raises:
             BadRequest, HeadTooLarge: a malformed request (client side).
@@ -119,6 +124,8 @@ class H11Stream:
             except h11.RemoteProtocolError as exc:
                 raise self._protocol_error(exc) from exc
             if event is h11.NEED_DATA:
+                if before_receive is not None:
+                    await before_receive()
                 await self._receive()
                 continue
             if type(event) is h11.Request:
