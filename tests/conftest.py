@@ -19,6 +19,7 @@ from typing import Any
 import h11
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from fwdproxy import config as config_module
@@ -188,7 +189,9 @@ def make_config(overrides: dict[str, Any], log_path: Path) -> Config:
 
 
 @pytest.fixture
-async def start_proxy(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
+async def start_proxy(
+    nursery: trio.Nursery, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
     """Start fwdproxy with the test config plus `overrides` (a key set to None is removed)."""
     proxies: list[Proxy] = []
 
@@ -233,6 +236,25 @@ def tls_client_context(tls_ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     tls_ca.configure_trust(context)
     return context
+
+
+LOG_FIELDS = ("time", "client", "method", "url", "status", "up", "down", "duration",
+              "verdict", "source", "detail")
+
+
+def log_fields(line: str) -> dict[str, str]:
+    """An access-log line by field name (see accesslog.format_line); the byte counts
+    without their ``up=``/``down=`` labels."""
+    fields = dict(zip(LOG_FIELDS, line.split(" ", 10), strict=True))
+    fields["up"] = fields["up"].removeprefix("up=")
+    fields["down"] = fields["down"].removeprefix("down=")
+    return fields
+
+
+async def settled_log(proxy: Proxy) -> list[str]:
+    """The access log once the proxy has finished what it was doing (it logs last)."""
+    await trio.testing.wait_all_tasks_blocked()
+    return proxy.log_lines()
 
 
 async def send_raw(port: int, data: bytes, *, read_until_eof: bool = True) -> bytes:
@@ -288,7 +310,8 @@ class HttpClient:
                 assert head is not None, "connection closed before a response"
                 return head, bytes(body)
 
-    async def get(self, url: str, headers: Sequence[tuple[str, str]] = (), method: str = "GET") -> tuple[h11.Response, bytes]:
+    async def get(self, url: str, headers: Sequence[tuple[str, str]] = (),
+                  method: str = "GET") -> tuple[h11.Response, bytes]:
         host = url.split("/")[2]
         await self.send(h11.Request(method=method, target=url,
                                     headers=[("Host", host), *headers]), h11.EndOfMessage())

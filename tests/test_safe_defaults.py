@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import HttpClient, HttpOrigin, Proxy
+from tests.conftest import HttpClient, HttpOrigin, Proxy, log_fields, settled_log
 
 StartProxy = Callable[..., Awaitable[Proxy]]
 StartHttpOrigin = Callable[..., Awaitable[HttpOrigin]]
@@ -27,18 +27,8 @@ async def safe_proxy(start_proxy: StartProxy) -> Proxy:
     return await start_proxy(**REAL_DEFAULTS)
 
 
-async def settled_log(proxy: Proxy) -> list[str]:
-    await trio.testing.wait_all_tasks_blocked()
-    return proxy.log_lines()
 
 
-LOG_FIELDS = ("time", "client", "method", "url", "status", "up", "down", "duration",
-              "verdict", "source", "detail")
-
-
-def log_fields(line: str) -> dict[str, str]:
-    """An access-log line by field name (see accesslog.format_line)."""
-    return dict(zip(LOG_FIELDS, line.split(" ", 10), strict=True))
 
 
 async def fetch(proxy: Proxy, url: str) -> tuple[h11.Response, bytes]:

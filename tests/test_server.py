@@ -19,24 +19,24 @@ import trio.testing
 from fwdproxy.config import Listen
 from fwdproxy.errors import ConfigError
 from fwdproxy.server import Running, open_listeners, serve
-from tests.conftest import HttpClient, HttpOrigin, Proxy, Reply, SeenRequest, make_config, send_raw
+from tests.conftest import (
+    HttpClient,
+    HttpOrigin,
+    Proxy,
+    Reply,
+    SeenRequest,
+    log_fields,
+    make_config,
+    send_raw,
+    settled_log,
+)
 
 StartProxy = Callable[..., Awaitable[Proxy]]
 StartHttpOrigin = Callable[..., Awaitable[HttpOrigin]]
 
 
-async def settled_log(proxy: Proxy) -> list[str]:
-    await trio.testing.wait_all_tasks_blocked()
-    return proxy.log_lines()
 
 
-LOG_FIELDS = ("time", "client", "method", "url", "status", "up", "down", "duration",
-              "verdict", "source", "detail")
-
-
-def log_fields(line: str) -> dict[str, str]:
-    """An access-log line by field name (see accesslog.format_line)."""
-    return dict(zip(LOG_FIELDS, line.split(" ", 10), strict=True))
 
 
 async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
@@ -183,7 +183,7 @@ async def test_slowloris_gets_408_while_others_are_served(
     silent = await trio.open_tcp_stream("127.0.0.1", proxy.port)
 
     normal = await HttpClient.connect(proxy.port)
-    response, body = await normal.get(f"http://origin.test:{origin.port}/normal")
+    response, _ = await normal.get(f"http://origin.test:{origin.port}/normal")
     assert response.status_code == 200
     assert trio.current_time() - start < 10  # served while the slow head is pending
     await normal.aclose()

@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from fwdproxy.tunnel import RelayResult, relay
-from tests.conftest import HttpClient, Proxy
+from tests.conftest import HttpClient, Proxy, log_fields, settled_log
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -64,22 +64,8 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes:
     return data
 
 
-async def settled_log(proxy: Proxy) -> list[str]:
-    """The access log once the proxy has finished what it was doing."""
-    await trio.testing.wait_all_tasks_blocked()
-    return proxy.log_lines()
 
 
-LOG_FIELDS = ("time", "client", "method", "url", "status", "up", "down", "duration",
-              "verdict", "source", "detail")
-
-
-def log_fields(line: str) -> dict[str, str]:
-    """An access-log line by field name (see accesslog.format_line)."""
-    fields = dict(zip(LOG_FIELDS, line.split(" ", 10), strict=True))
-    fields["up"] = fields["up"].removeprefix("up=")
-    fields["down"] = fields["down"].removeprefix("down=")
-    return fields
 
 
 def closed_port() -> tuple[socket.socket, int]:
@@ -153,7 +139,7 @@ async def test_payload_sent_with_the_connect_head_reaches_origin_first(
     port = await start_origin(origin)
     authority = f"origin.test:{port}"
     early = b"EARLY-BYTES-IN-THE-SAME-PACKET|"
-    stream, head, rest = await open_tunnel(proxy.port, authority, payload=early)
+    stream, _head, rest = await open_tunnel(proxy.port, authority, payload=early)
     assert head.startswith(b"HTTP/1.1 200 ")
     await stream.send_all(b"after-200|")
     await stream.send_eof()
@@ -172,7 +158,7 @@ async def test_early_payload_counted_once_in_access_log(start_origin: StartOrigi
     port = await start_origin(origin)
     authority = f"origin.test:{port}"
     early = b"x" * 1000
-    stream, head, rest = await open_tunnel(proxy.port, authority, payload=early)
+    stream, _head, rest = await open_tunnel(proxy.port, authority, payload=early)
     await stream.send_eof()
     assert rest + await read_to_eof(stream) == b""
     await stream.aclose()
