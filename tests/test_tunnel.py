@@ -139,7 +139,7 @@ async def test_payload_sent_with_the_connect_head_reaches_origin_first(
     port = await start_origin(origin)
     authority = f"origin.test:{port}"
     early = b"EARLY-BYTES-IN-THE-SAME-PACKET|"
-    stream, _head, rest = await open_tunnel(proxy.port, authority, payload=early)
+    stream, head, rest = await open_tunnel(proxy.port, authority, payload=early)
     assert head.startswith(b"HTTP/1.1 200 ")
     await stream.send_all(b"after-200|")
     await stream.send_eof()
