@@ -131,6 +131,13 @@ def raw_error_response(exc: FwdproxyError) -> bytes:
     return head.encode("latin-1") + body
 
 
+def _note_error(exchange: Exchange, exc: FwdproxyError) -> None:
+    exchange.status = exc.status
+    exchange.verdict = exc.verdict
+    exchange.source = getattr(exc, "source", exchange.source)
+    exchange.detail = exc.detail
+
+
 async def handle(stream: trio.SocketStream, ctx: ServerContext) -> None:
     """Serve one client connection until it closes; never raises for client misbehaviour."""
     try:
@@ -181,10 +188,7 @@ class ClientConnection:
 
     async def _refuse(self, exc: FwdproxyError, exchange: Exchange) -> None:
         """Answer without h11 (nothing read yet, or h11 refused the request) and close."""
-        exchange.status = exc.status
-        exchange.verdict = exc.verdict
-        exchange.source = getattr(exc, "source", "-")
-        exchange.detail = exc.detail
+        _note_error(exchange, exc)
         try:
             await self.stream.send_all(raw_error_response(exc))
             await close_gracefully(self.stream)
@@ -222,10 +226,7 @@ class ClientConnection:
         return None  # ConnectionClosed or PAUSED
 
     async def _send_error(self, exc: FwdproxyError, exchange: Exchange, *, log: bool) -> None:
-        exchange.status = exc.status
-        exchange.verdict = exc.verdict
-        exchange.source = getattr(exc, "source", exchange.source)
-        exchange.detail = exc.detail
+        _note_error(exchange, exc)
         try:
             if self.http.can_respond:
                 body = error_page(exc.status, exc.title, exc.detail, host=exc.host,
