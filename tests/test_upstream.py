@@ -10,9 +10,10 @@ import pytest
 import trio
 import trio.testing
 
-from fwdproxy.errors import BadGateway
+from fwdproxy.errors import BadGateway, GatewayTimeout
 from fwdproxy.h11_stream import H11Stream
 from fwdproxy.upstream import Pool, Upstream, connect
+from tests.conftest import HttpClient
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
@@ -120,3 +121,43 @@ async def test_pool_closes_expired_connections(start_origin, nursery, autojump_c
     assert len(pool) == 0
     with pytest.raises(trio.ClosedResourceError):
         await upstream.stream.send_all(b"x")
+
+
+@pytest.fixture
+def unanswered_port():
+    """A loopback port whose accept queue is full, so new SYNs are dropped and a connect
+    waits: the kernel's own stand-in for an unreachable host, without leaving loopback."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # enough to fill a queue of backlog + 1, never accepted
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+async def test_connect_timeout_is_gateway_timeout(unanswered_port, autojump_clock) -> None:
+    start = trio.current_time()
+    with pytest.raises(GatewayTimeout, match="timed out after 15 s"):
+        await connect([LOOPBACK], unanswered_port, timeout=15, host="origin.test")
+    assert trio.current_time() - start == pytest.approx(15)
+
+
+async def test_proxy_answers_504_when_connect_times_out(unanswered_port, start_proxy,
+                                                        autojump_clock) -> None:
+    proxy = await start_proxy(timeouts={"connect": 15})
+    client = await HttpClient.connect(proxy.port)
+    response, body = await client.get(f"http://origin.test:{unanswered_port}/")
+    assert response.status_code == 504
+    assert b"origin.test" in body and b"timed out" in body
+    await client.aclose()
