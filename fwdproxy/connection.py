@@ -282,8 +282,12 @@ class ClientConnection:
     async def _dispatch(self, request: h11.Request, exchange: Exchange) -> None:
         target = parse_target(request.method, request.target)
         exchange.url = target.url()
+        if target.form == "absolute" and self._names_us(target.host, target.port):
+            # A browser set to use this proxy asks for the proxy's own page this way.
+            await self._serve_own_page(request, target, exchange)
+            return
         if target.form in ("origin", "asterisk"):
-            if self._is_own_address(request):
+            if self._host_header_names_us(request):
                 await self._serve_own_page(request, target, exchange)
                 return
             raise BadRequest(
@@ -407,7 +411,13 @@ class ClientConnection:
 
     # -- the proxy's own pages ---------------------------------------------------------
 
-    def _is_own_address(self, request: h11.Request) -> bool:
+    def _names_us(self, host: str, port: int) -> bool:
+        """Does canonical `host` on `port` name the listener this client reached?"""
+        if port != self.local_port:
+            return False
+        return host in self.ctx.own_names or host == str(self.local_ip)
+
+    def _host_header_names_us(self, request: h11.Request) -> bool:
         host_value = get_header(request.headers, b"host")
         if host_value is None:
             return request.http_version == b"1.0"  # an HTTP/1.0 request to us, without Host
@@ -415,9 +425,7 @@ class ClientConnection:
             host, port = parse_host_header(host_value)
         except BadRequest:
             return False
-        if (port or 80) != self.local_port:
-            return False
-        return host in self.ctx.own_names or host == str(self.local_ip)
+        return self._names_us(host, port or 80)
 
     async def _serve_own_page(self, request: h11.Request, target: Target, exchange: Exchange) -> None:
         exchange.verdict, exchange.source = "own-page", "-"

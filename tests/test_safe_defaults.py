@@ -150,8 +150,9 @@ async def test_connect_by_name_to_loopback_443_refused(start_proxy: StartProxy) 
 # -- the proxy itself, even with deny_destinations: [] ---------------------------------------
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "origin.test", "[::ffff:127.0.0.1]"])
+@pytest.mark.parametrize("host", ["origin.test", "other.test"])
 async def test_own_listener_refused_even_without_deny_destinations(host: str, proxy: Proxy) -> None:
+    """Names that resolve to our listener (here through `hosts:`) are refused."""
     response, body = await fetch(proxy, f"http://{host}:{proxy.port}/")
     assert response.status_code == 403
     assert decision(response) == "deny builtin:own-listener"
@@ -160,13 +161,15 @@ async def test_own_listener_refused_even_without_deny_destinations(host: str, pr
     assert log_fields(line)["source"] == "builtin:own-listener"
 
 
-async def test_localhost_to_own_port_never_reaches_the_proxy(proxy: Proxy) -> None:
-    """localhost is 127.0.0.1 (our listener: refused) and ::1 (not ours: tried, refused by
-    the kernel), so the answer is a 502, and the proxy never talked to itself."""
-    response, _ = await fetch(proxy, f"http://localhost:{proxy.port}/")
-    assert response.status_code == 502
-    lines = await settled_log(proxy)
-    assert len(lines) == 1, "the proxy connected to itself"
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "0x7f.1"])
+async def test_absolute_url_of_the_proxy_itself_is_its_own_page(host: str, proxy: Proxy) -> None:
+    """A browser set to use the proxy asks for http://proxy:port/ in absolute form: it gets
+    the proxy's own page, and nothing is forwarded anywhere."""
+    response, body = await fetch(proxy, f"http://{host}:{proxy.port}/")
+    assert response.status_code == 200
+    assert b"fwdproxy" in body
+    [line] = await settled_log(proxy)
+    assert log_fields(line)["verdict"] == "own-page"
 
 
 async def test_connect_to_own_listener_refused(proxy: Proxy) -> None:
