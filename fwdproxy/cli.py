@@ -15,6 +15,7 @@ from pathlib import Path
 import trio
 
 from fwdproxy import __version__, config
+from fwdproxy.config import load_rules
 from fwdproxy.errors import ConfigError
 from fwdproxy.server import Running, open_listeners, serve
 
@@ -50,16 +51,33 @@ def _raise_file_limit() -> None:
         pass
 
 
+# Problems in rule files are listed at start-up up to this many; the rest are counted.
+MAX_REPORTED_PROBLEMS = 50
+
+
+def report_rules(loaded: config.LoadedRules) -> None:
+    """Say on stderr what was loaded and which lines were skipped, with file:line."""
+    print(f"fwdproxy: {loaded.summary}", file=sys.stderr)
+    for problem in loaded.errors[:MAX_REPORTED_PROBLEMS]:
+        print(f"fwdproxy: skipped {problem}", file=sys.stderr)
+    if len(loaded.errors) > MAX_REPORTED_PROBLEMS:
+        print(f"fwdproxy: ... and {len(loaded.errors) - MAX_REPORTED_PROBLEMS} more "
+              "(fwdproxy check --lint lists them all)", file=sys.stderr)
+
+
 async def run(cfg: config.Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal stops at once."""
     shutdown = trio.Event()
+    loaded = load_rules(cfg.rules)
+    report_rules(loaded)
     # Bound before any task starts, so that a port in use is a plain ConfigError.
     listeners = await open_listeners(cfg.listen)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(task_status: trio.TaskStatus[Running]) -> None:
-                await serve(cfg, shutdown=shutdown, listeners=listeners, task_status=task_status)
+                await serve(cfg, shutdown=shutdown, listeners=listeners, loaded=loaded,
+                            task_status=task_status)
                 nursery.cancel_scope.cancel()  # drained: stop waiting for signals
 
             running: Running = await nursery.start(serve_then_stop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -22,6 +23,9 @@ import yaml
 from fwdproxy.errors import ConfigError
 from fwdproxy.policy import Policy, PortRange
 from fwdproxy.policy.engine import IPNetwork
+from fwdproxy.policy.index import RuleSet
+from fwdproxy.policy.policies import Policies, PolicyError, parse_policies
+from fwdproxy.rulefiles import load_rule_files
 from fwdproxy.target import IPAddress, canonical_address, canonical_host
 
 DEFAULT_PORT = 8080
@@ -41,6 +45,10 @@ DEFAULT_DENY_DESTINATIONS = (
     "224.0.0.0/4", "ff00::/8", "255.255.255.255/32",  # multicast, broadcast
 )
 DEFAULT_CONNECT_PORTS = (443,)
+# The rules folder shipped with fwdproxy (documented examples), used when none is given.
+BUNDLED_RULES = Path(__file__).resolve().parent.parent / "rules"
+BLOCK_TEMPLATE = "blockpage.html"
+POLICY_FILE = "policy.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +109,8 @@ class Config:
     """The whole validated configuration, passed down explicitly (no globals)."""
 
     listen: tuple[Listen, ...] = (Listen(None, DEFAULT_PORT),)
-    rules: Path | None = None
+    rules: Path | None = BUNDLED_RULES if BUNDLED_RULES.is_dir() else None
+    contact: str = "your network administrator"
     clients: tuple[IPNetwork, ...] = ()
     connect_ports: tuple[PortRange, ...] = ()
     deny_destinations: tuple[IPNetwork, ...] = ()
@@ -116,18 +125,81 @@ class Config:
         """Our Via name: configured, or host name and port (unique per node in a chain)."""
         return self.via or f"{socket.gethostname()}:{bound_port}"
 
-    def policy(self) -> Policy:
-        """The pure policy for this configuration (listeners are added once bound)."""
+    def policy(self, loaded: LoadedRules | None = None) -> Policy:
+        """The pure policy for this configuration and rule set (listeners are added once
+        bound)."""
         return Policy(
             clients=self.clients,
             connect_ports=self.connect_ports,
             deny_destinations=self.deny_destinations,
             deny_local=self.deny_local,
+            rules=loaded.rules if loaded is not None else None,
+            policies=loaded.policies if loaded is not None else None,
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedRules:
+    """One load of the rules folder: what `load_rules` read, ready to swap in whole."""
+
+    root: Path | None
+    rules: RuleSet | None
+    policies: Policies | None
+    block_template: str | None
+    errors: tuple[str, ...]
+    loaded_at: float
+
+    @property
+    def summary(self) -> str:
+        """One line for logs: entries per category and problems."""
+        if self.rules is None:
+            return "no rules folder"
+        counts = ", ".join(f"{action} {category}: {n}"
+                           for (action, category), n in sorted(self.rules.counts.items()))
+        skipped = sum(self.rules.skipped.values())
+        return (f"rules from {self.root}: {counts or 'no entries'}"
+                + (f"; {skipped} lines skipped" if skipped else "")
+                + (f"; {len(self.errors)} problems" if self.errors else ""))
+
+
+def load_rules(root: Path | None) -> LoadedRules:
+    """Read the rules folder: lists, policy.yaml and the block-page template.
+
+    Malformed list lines are reported in `errors` and skipped; the rest loads.
+
+    Raises:
+        ConfigError: policy.yaml is invalid (file:line) or the template is unreadable; a
+            half-understood policy must not run.
+    """
+    if root is None:
+        return LoadedRules(None, None, None, None, (), time.time())
+    rules = load_rule_files(root)
+    policies = None
+    policy_path = root / POLICY_FILE
+    if policy_path.is_file():
+        try:
+            text = policy_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{policy_path}: cannot read: {exc}") from None
+        try:
+            policies = parse_policies(text, path=POLICY_FILE,
+                                      deny_categories=rules.categories("deny"),
+                                      allow_categories=rules.categories("allow"),
+                                      yaml_module=yaml)
+        except PolicyError as exc:
+            raise ConfigError(f"{root}/{exc}") from None
+    template = None
+    template_path = root / BLOCK_TEMPLATE
+    if template_path.is_file():
+        try:
+            template = template_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{template_path}: cannot read: {exc}") from None
+    return LoadedRules(root, rules, policies, template, tuple(rules.errors), time.time())
+
+
 TOP_KEYS = {
-    "listen", "rules", "clients", "connect_ports", "deny_destinations", "hosts", "via",
+    "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
     "access_log", "timeouts", "limits",
 }
 
@@ -284,6 +356,8 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["deny_destinations"], changes["deny_local"] = _deny_list(value, where)
         elif key == "hosts":
             changes["hosts"] = parse_hosts(value, where)
+        elif key == "contact":
+            changes["contact"] = str(value).strip()
         elif key == "via":
             text = str(value).strip()
             if not text or any(c in text for c in " ,\r\n\t") or not text.isascii():

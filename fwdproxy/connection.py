@@ -20,7 +20,7 @@ import h11
 import trio
 
 from fwdproxy.accesslog import AccessLog, Exchange
-from fwdproxy.config import Config
+from fwdproxy.config import Config, LoadedRules
 from fwdproxy.errors import (
     BadGateway,
     BadRequest,
@@ -41,10 +41,17 @@ from fwdproxy.forward import (
 )
 from fwdproxy.h11_stream import RECEIVE_SIZE, H11Stream
 from fwdproxy.headers import get_header, has_our_via
-from fwdproxy.pages import error_page, info_page
-from fwdproxy.policy import Policy, RequestFacts
+from fwdproxy.pages import block_page, error_page, info_page
+from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.resolver import LocalAddresses, resolve
-from fwdproxy.target import IPAddress, Target, canonical_address, parse_host_header, parse_target
+from fwdproxy.target import (
+    IPAddress,
+    Target,
+    canonical_address,
+    normalize_path,
+    parse_host_header,
+    parse_target,
+)
 from fwdproxy.tunnel import relay
 from fwdproxy.upstream import Pool, Upstream, connect
 
@@ -61,6 +68,7 @@ class ServerContext:
 
     config: Config
     policy: Policy
+    loaded: LoadedRules
     pool: Pool
     log: AccessLog
     via: str
@@ -110,7 +118,10 @@ def extra_headers(exc: FwdproxyError) -> list[tuple[bytes, bytes]]:
     """Headers an error response carries besides framing: the deciding rule, Allow."""
     headers = []
     if isinstance(exc, Forbidden):
-        headers.append((b"x-fwdproxy-decision", f"deny {exc.source}".encode()))
+        decision = f"deny {exc.source}"
+        if exc.category is not None:
+            decision += f" category={exc.category}"
+        headers.append((b"x-fwdproxy-decision", decision.encode("ascii", "replace")))
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", exc.allow.encode()))
     return headers
@@ -129,6 +140,22 @@ def raw_error_response(exc: FwdproxyError) -> bytes:
         + "Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy a request was decided under and its by-name verdict, carried to the
+    address checks so both phases use the same rule set."""
+
+    policy: Policy
+    by_name: Verdict
+
+
+def forbidden(verdict: Verdict, target: Target) -> Forbidden:
+    """The denial for a verdict, with what the block page shows."""
+    return Forbidden(verdict.reason, source=verdict.source, host=target.authority,
+                     category=verdict.category, rule=verdict.rule, url=target.url(),
+                     policy=verdict.policy)
 
 
 def _note_error(exchange: Exchange, exc: FwdproxyError) -> None:
@@ -229,8 +256,7 @@ class ClientConnection:
         _note_error(exchange, exc)
         try:
             if self.http.can_respond:
-                body = error_page(exc.status, exc.title, exc.detail, host=exc.host,
-                                  source=getattr(exc, "source", None))
+                body = self._error_body(exc)
                 headers = [
                     (b"content-type", b"text/html; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),
@@ -249,6 +275,17 @@ class ClientConnection:
         finally:
             if log:
                 self.ctx.log.write(exchange)
+
+    def _error_body(self, exc: FwdproxyError) -> bytes:
+        if isinstance(exc, Forbidden) and exc.category is not None:
+            return block_page(self.ctx.loaded.block_template, {
+                "url": exc.url or exc.host or "", "category": exc.category,
+                "rule": exc.rule or "", "source": exc.source, "client": str(self.client_ip),
+                "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "contact": self.config.contact,
+                "policy": exc.policy or "", "reason": exc.detail,
+            })
+        return error_page(exc.status, exc.title, exc.detail, host=exc.host,
+                          source=getattr(exc, "source", None))
 
     async def _serve(self, request: h11.Request, counted: tuple[int, int]) -> bool:
         """Handle one request; False when the connection must close afterwards.
@@ -301,6 +338,10 @@ class ClientConnection:
         if not connect and target.scheme != "http":
             raise BadRequest("https:// URLs go through a CONNECT tunnel: set this proxy as "
                              "your HTTPS proxy too", host=target.authority)
+        path = url = None
+        if not connect:
+            path = normalize_path(target.path.decode("latin-1"))
+            url = f"http://{target.host_header}{path}"
         facts = RequestFacts(
             client=self.client_ip,
             method=exchange.method,
@@ -308,27 +349,34 @@ class ClientConnection:
             host=target.host,
             port=target.port,
             ip=target.ip,
+            path=path,
+            url=url,
         )
-        verdict = self.ctx.policy.decide(facts)
+        # One rule set for the whole request, even if a reload swaps in another meanwhile.
+        policy = self.ctx.policy
+        verdict = policy.decide(facts)
         exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
         if not verdict.allowed:
-            raise Forbidden(verdict.reason, source=verdict.source, host=target.authority)
+            raise forbidden(verdict, target)
+        decision = Decision(policy, verdict)
         if connect:
-            await self._tunnel(target, facts, exchange)
+            await self._tunnel(target, facts, decision, exchange)
         else:
-            await self._forward(request, target, facts, exchange)
+            await self._forward(request, target, facts, decision, exchange)
 
     # -- destinations ------------------------------------------------------------------
 
-    def _address_verdict_denial(self, facts: RequestFacts, address: IPAddress) -> Forbidden | None:
-        policy = self.ctx.policy
+    def _address_verdict_denial(self, facts: RequestFacts, decision: Decision,
+                                address: IPAddress, target: Target) -> Forbidden | None:
+        policy = decision.policy
         local = self.ctx.local_addresses(address) if policy.needs_local_check(address, facts.port) else False
-        verdict = policy.decide_address(facts, address, is_local=local)
+        verdict = policy.decide_address(facts, address, is_local=local, by_name=decision.by_name)
         if verdict.allowed:
             return None
-        return Forbidden(verdict.reason, source=verdict.source, host=f"{facts.host}:{facts.port}")
+        return forbidden(verdict, target)
 
-    async def _vetted_addresses(self, target: Target, facts: RequestFacts) -> list[IPAddress]:
+    async def _vetted_addresses(self, target: Target, facts: RequestFacts,
+                                decision: Decision) -> list[IPAddress]:
         addresses = await resolve(
             target.host, target.port, literal=target.ip, hosts=self.config.hosts,
             timeout=self.config.timeouts.dns,
@@ -336,7 +384,7 @@ class ClientConnection:
         allowed: list[IPAddress] = []
         denial: Forbidden | None = None
         for address in addresses:
-            refused = self._address_verdict_denial(facts, address)
+            refused = self._address_verdict_denial(facts, decision, address, target)
             if refused is None:
                 allowed.append(address)
             else:
@@ -346,23 +394,25 @@ class ClientConnection:
             raise denial
         return allowed
 
-    async def _open(self, target: Target, facts: RequestFacts) -> tuple[trio.SocketStream, IPAddress]:
-        addresses = await self._vetted_addresses(target, facts)
+    async def _open(self, target: Target, facts: RequestFacts,
+                    decision: Decision) -> tuple[trio.SocketStream, IPAddress]:
+        addresses = await self._vetted_addresses(target, facts, decision)
         return await connect(addresses, target.port, timeout=self.config.timeouts.connect,
                              host=target.host)
 
     # -- plain HTTP ----------------------------------------------------------------------
 
     async def _forward(self, request: h11.Request, target: Target, facts: RequestFacts,
-                       exchange: Exchange) -> None:
+                       decision: Decision, exchange: Exchange) -> None:
         key = ("http", target.host, target.port)
         upstream = self.ctx.pool.take(key)
-        if upstream is not None and self._address_verdict_denial(facts, upstream.address):
+        if upstream is not None and self._address_verdict_denial(facts, decision,
+                                                                 upstream.address, target):
             await upstream.aclose()
             upstream = None
         for _attempt in range(2):
             if upstream is None:
-                stream, address = await self._open(target, facts)
+                stream, address = await self._open(target, facts, decision)
                 upstream = Upstream(stream, H11Stream(stream, h11.CLIENT,
                                     max_head_bytes=self.config.limits.max_head_bytes), key, address)
             reusable = False
@@ -386,14 +436,15 @@ class ClientConnection:
 
     # -- CONNECT ----------------------------------------------------------------------
 
-    async def _tunnel(self, target: Target, facts: RequestFacts, exchange: Exchange) -> None:
+    async def _tunnel(self, target: Target, facts: RequestFacts, decision: Decision,
+                      exchange: Exchange) -> None:
         while True:  # read the (normally empty) CONNECT body to its end
             event = await self.http.next_event()
             if type(event) is h11.EndOfMessage:
                 break
             if type(event) is h11.ConnectionClosed:
                 raise ConnectionLost("the client closed during CONNECT")
-        stream, _address = await self._open(target, facts)
+        stream, _address = await self._open(target, facts, decision)
         try:
             exchange.status = 200
             await self.http.send(h11.Response(status_code=200, headers=[],

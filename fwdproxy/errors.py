@@ -47,9 +47,15 @@ class Forbidden(FwdproxyError):
     title = "Access denied"
     verdict = "deny"
 
-    def __init__(self, detail: str, *, source: str, host: str | None = None) -> None:
+    def __init__(self, detail: str, *, source: str, host: str | None = None,
+                 category: str | None = None, rule: str | None = None,
+                 url: str | None = None, policy: str | None = None) -> None:
         super().__init__(detail, host=host)
         self.source = source
+        self.category = category
+        self.rule = rule
+        self.url = url
+        self.policy = policy
 
 
 class NotFound(FwdproxyError):

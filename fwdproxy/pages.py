@@ -7,6 +7,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from html import escape
+from string import Template
 
 from fwdproxy import __version__
 
@@ -58,3 +59,38 @@ export http_proxy=http://{address} https_proxy=http://{address}
 git config --global http.proxy http://{address}
 pip install --proxy http://{address} PACKAGE</pre>"""
     return _page("fwdproxy", body)
+
+
+# $-placeholders a site's own rules/blockpage.html may use; every value is HTML-escaped.
+BLOCK_FIELDS = ("url", "category", "rule", "source", "client", "time", "contact", "policy", "reason")
+
+DEFAULT_BLOCK_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Blocked: $url</title>
+<style>""" + _STYLE + """ dt{font-weight:bold;margin-top:.6em}</style></head>
+<body>
+<h1>This page is blocked</h1>
+<p>$reason</p>
+<dl>
+<dt>Address</dt><dd><code>$url</code></dd>
+<dt>Category</dt><dd>$category</dd>
+<dt>Rule</dt><dd><code>$source</code> ($rule)</dd>
+<dt>Your computer</dt><dd>$client</dd>
+<dt>Time</dt><dd>$time</dd>
+</dl>
+<p>If you need this page for your work, contact $contact and quote the rule above.</p>
+<footer>fwdproxy</footer>
+</body></html>
+"""
+
+
+def block_page(template: str | None, fields: dict[str, str]) -> bytes:
+    """The page a blocked user sees, from a site's template or the built-in one.
+
+    Args:
+        template: text with ``$url``, ``$category``, ``$rule``, ``$source``, ``$client``,
+            ``$time``, ``$contact``, ``$policy`` and ``$reason`` placeholders; unknown
+            placeholders are left as they are.
+        fields: the values, unescaped; each is HTML-escaped here.
+    """
+    values = {name: escape(fields.get(name) or "-") for name in BLOCK_FIELDS}
+    return Template(template or DEFAULT_BLOCK_TEMPLATE).safe_substitute(values).encode()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import trio
 
 from fwdproxy.accesslog import AccessLog, Exchange
-from fwdproxy.config import Config, Listen
+from fwdproxy.config import Config, Listen, LoadedRules, load_rules
 from fwdproxy.connection import ServerContext, close_gracefully, handle, own_host_names, raw_error_response
 from fwdproxy.errors import ConfigError, ServiceUnavailable
 from fwdproxy.target import IPAddress, canonical_address
@@ -88,6 +88,7 @@ async def serve(
     *,
     shutdown: trio.Event,
     listeners: list[trio.SocketListener] | None = None,
+    loaded: LoadedRules | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until `shutdown` is set, then drain and return.
@@ -99,20 +100,23 @@ async def serve(
         config: the configuration.
         shutdown: set it to stop accepting, drain and return.
         listeners: already opened listeners (see `open_listeners`); opened here when None.
+        loaded: the rules folder as read by `config.load_rules`; read here when None.
 
     Raises:
         ConfigError: a listening address could not be bound (nothing was started).
     """
+    if loaded is None:
+        loaded = load_rules(config.rules)
     if listeners is None:
         listeners = await open_listeners(config.listen)
     bound = [_bound(listener) for listener in listeners]
     via = config.via_name(bound[0].port)
-    policy = config.policy().with_listeners((b.address, b.port) for b in bound)
+    policy = config.policy(loaded).with_listeners((b.address, b.port) for b in bound)
     limits = config.limits
     pool = Pool(max_idle=limits.pool_max_idle, max_idle_per_host=limits.pool_max_idle_per_host,
                 idle_timeout=limits.pool_idle)
     log = AccessLog(config.access_log)
-    ctx = ServerContext(config=config, policy=policy, pool=pool, log=log, via=via,
+    ctx = ServerContext(config=config, policy=policy, loaded=loaded, pool=pool, log=log, via=via,
                         own_names=own_host_names(via))
     active = 0
 

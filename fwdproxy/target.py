@@ -252,3 +252,48 @@ def parse_host_header(value: bytes) -> tuple[str, int | None]:
     host, port = split_authority(text, 0)
     name, _ = canonical_host(host)
     return name, (port or None)
+
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _decode_unreserved(match: re.Match[str]) -> str:
+    value = int(match.group(1), 16)
+    return chr(value) if value in _UNRESERVED else "%" + match.group(1).upper()
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4: ``/a/b/../c/./d`` → ``/a/c/d``; never climbs above the root."""
+    output: list[str] = []
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == ".":
+            if last:
+                output.append("")
+        elif segment == "..":
+            if len(output) > 1:
+                output.pop()
+            if last:
+                output.append("")
+        else:
+            output.append(segment)
+    result = "/".join(output)
+    return result if result.startswith("/") else "/" + result
+
+
+def normalize_path(path: str) -> str:
+    """The form URL rules match: unreserved characters percent-decoded, other escapes in
+    upper case, dot segments removed (RFC 3986 §6.2.2); the query is kept as it is.
+
+    The request itself is forwarded byte for byte; this is only what rules compare.
+    """
+    path, sep, query = path.partition("?")
+    if "%" in path:
+        path = _PERCENT.sub(_decode_unreserved, path)
+    if "." in path:
+        path = remove_dot_segments(path)
+    if not path.startswith("/"):
+        path = "/" + path
+    return path + sep + query

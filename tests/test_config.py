@@ -80,7 +80,8 @@ def test_defaults_deny_local_and_listen() -> None:
     assert defaults.deny_local is True
     assert defaults.listen == (Listen(None, 8080),)
     assert defaults.hosts == {}
-    assert (defaults.rules, defaults.via, defaults.access_log) == (None, None, None)
+    assert defaults.rules == config.BUNDLED_RULES  # the shipped, documented examples
+    assert (defaults.via, defaults.access_log) == (None, None)
     assert defaults.timeouts == Timeouts()
     assert defaults.limits == Limits()
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
 
+from fwdproxy.policy.index import Match, RuleSet
 from fwdproxy.target import IPAddress, canonical_address
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,11 +38,30 @@ class PortRange:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The answer to one question, with the source that decided it."""
+    """The answer to one question, with the source that decided it.
+
+    Attributes:
+        allowed: the answer.
+        source: what decided: a rule as ``deny/ads.txt:12``, a setting as
+            ``config:connect_ports``, ``policy.yaml:8`` for a policy's default, or
+            ``default``.
+        reason: one sentence for pages and logs.
+        category: the deciding rule's category, when a rule decided.
+        rule: what the deciding rule says ("ads.example.com and its subdomains").
+        final: False when address rules may still change the answer once the host is
+            resolved (see `Policy.decide_address`).
+        matches: every rule entry the name matched (the address phase adds its own).
+        policy: the policy.yaml policy that applied, if any.
+    """
 
     allowed: bool
     source: str
     reason: str
+    category: str | None = None
+    rule: str | None = None
+    final: bool = True
+    matches: tuple[Match, ...] = ()
+    policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +75,11 @@ class RequestFacts:
         host: canonical destination host (see target.canonical_host).
         port: destination port.
         ip: the host as an address when the client gave a literal.
+        path: for plain HTTP, the normalised path and query (target.normalize_path).
+        url: for plain HTTP, the normalised URL that URL regexes see.
+        user: the authenticated user, when there is one.
+        now: the time policies' windows are checked against (None: not time-bound;
+            the edge passes the real time, tests an injected one).
     """
 
     client: IPAddress
@@ -61,6 +88,31 @@ class RequestFacts:
     host: str
     port: int
     ip: IPAddress | None = None
+    path: str | None = None
+    url: str | None = None
+    user: str | None = None
+    now: datetime | None = None
+
+
+class PolicyChoice(Protocol):
+    """What the engine needs of a policy.yaml policy (see policies.PolicyRule)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def allow(self) -> frozenset[str]: ...
+    @property
+    def deny(self) -> frozenset[str]: ...
+    @property
+    def default(self) -> str: ...
+
+
+class PolicySelector(Protocol):
+    """Picks the policy for a request (see policies.Policies)."""
+
+    def select(self, client: IPAddress, user: str | None, now: datetime) -> PolicyChoice | None: ...
 
 
 ALLOWED = Verdict(True, "default", "allowed")
@@ -86,6 +138,8 @@ class Policy:
         deny_destinations: Iterable[IPNetwork],
         deny_local: bool,
         listeners: Iterable[tuple[IPAddress | None, int]] = (),
+        rules: RuleSet | None = None,
+        policies: PolicySelector | None = None,
     ) -> None:
         self.clients = tuple(clients)
         self.connect_ports = tuple(connect_ports)
@@ -93,16 +147,25 @@ class Policy:
         self.deny_local = deny_local
         self.listeners = frozenset(listeners)
         self.listen_ports = frozenset(port for _, port in self.listeners)
+        self.rules = rules
+        self.policies = policies
+
+    def _copy(self, **changes: object) -> Policy:
+        values: dict[str, object] = {
+            "clients": self.clients, "connect_ports": self.connect_ports,
+            "deny_destinations": self.deny_destinations, "deny_local": self.deny_local,
+            "listeners": self.listeners, "rules": self.rules, "policies": self.policies,
+        }
+        values.update(changes)
+        return Policy(**values)  # type: ignore[arg-type]
 
     def with_listeners(self, listeners: Iterable[tuple[IPAddress | None, int]]) -> Policy:
         """A copy that knows the addresses actually bound (port 0 is only known then)."""
-        return Policy(
-            clients=self.clients,
-            connect_ports=self.connect_ports,
-            deny_destinations=self.deny_destinations,
-            deny_local=self.deny_local,
-            listeners=listeners,
-        )
+        return self._copy(listeners=frozenset(listeners))
+
+    def with_rules(self, rules: RuleSet | None, policies: PolicySelector | None) -> Policy:
+        """A copy with a (re)loaded rule set and policies; the safety settings stay."""
+        return self._copy(rules=rules, policies=policies)
 
     def admit(self, client: IPAddress) -> Verdict:
         """May this client use the proxy at all? Checked before a byte is read."""
@@ -127,21 +190,66 @@ class Policy:
                 f"CONNECT to port {facts.port} is not allowed (allowed: {allowed})",
             )
         if facts.ip is not None:
-            return self._check_network(facts.ip)
-        return ALLOWED
+            safety = self._check_network(facts.ip)
+            if not safety.allowed:
+                return safety
+        if self.rules is None:
+            return ALLOWED
+        rules = self.rules
+        matches = rules.match_domain(facts.host) if facts.ip is None else rules.match_address(facts.ip)
+        matches += rules.match_host_regex(facts.host)
+        if facts.scheme == "http" and facts.path is not None:
+            matches += rules.match_url(facts.host, facts.port, facts.path, facts.url or "")
+        return self._judge(facts, matches)
+
+    def _chosen(self, facts: RequestFacts) -> PolicyChoice | None:
+        if self.policies is None:
+            return None
+        now = facts.now if facts.now is not None else datetime.now().astimezone()
+        return self.policies.select(facts.client, facts.user, now)
+
+    def _judge(self, facts: RequestFacts, matches: list[Match]) -> Verdict:
+        """Allow beats deny; a policy says which categories deny, which allow, and the
+        default. Without policy.yaml every deny/ category denies and the default allows."""
+        chosen = self._chosen(facts)
+        allowing: Match | None = None
+        denying: Match | None = None
+        for match in matches:
+            if match.action == "allow" or (chosen is not None and match.category in chosen.allow):
+                allowing = allowing or match
+            elif chosen is None or match.category in chosen.deny:
+                denying = denying or match
+        name = chosen.name if chosen is not None else None
+        final = self.rules is None or not self.rules.has_address_rules
+        found = tuple(matches)
+        if allowing is not None:
+            return Verdict(True, allowing.source, f"allowed: {allowing.rule}", allowing.category,
+                           allowing.rule, True, found, name)
+        if denying is not None:
+            return Verdict(False, denying.source,
+                           f"blocked ({denying.category}): {denying.rule}", denying.category,
+                           denying.rule, final, found, name)
+        if chosen is not None and chosen.default == "deny":
+            return Verdict(False, chosen.source,
+                           f"policy {chosen.name} allows only listed categories", None, None,
+                           final, found, name)
+        return replace(ALLOWED, final=final, matches=found, policy=name)
 
     def needs_local_check(self, address: IPAddress, port: int) -> bool:
         """Must the edge find out whether `address` belongs to this machine?"""
         return self.deny_local or port in self.listen_ports
 
-    def decide_address(self, facts: RequestFacts, address: IPAddress, *, is_local: bool) -> Verdict:
-        """Decide one resolved address of an allowed request.
+    def decide_address(self, facts: RequestFacts, address: IPAddress, *, is_local: bool,
+                       by_name: Verdict | None = None) -> Verdict:
+        """Decide one resolved address of a request.
 
         Args:
             facts: the request, as given to `decide`.
             address: one address the host resolved to.
             is_local: whether `address` belongs to this machine (asked of the edge only
                 when `needs_local_check` says so; False otherwise).
+            by_name: what `decide` answered; when it is not final, address rules and
+                the name's matches are judged together (allow beats deny across both).
         """
         address = canonical_address(address)
         if is_local or address.is_loopback or address.is_unspecified:
@@ -155,7 +263,12 @@ class Policy:
             if self.deny_local and is_local:
                 return Verdict(False, "config:deny_destinations",
                                f"{address} is an address of the proxy's own machine")
-        return self._check_network(address)
+        safety = self._check_network(address)
+        if not safety.allowed or by_name is None:
+            return safety
+        if by_name.final or self.rules is None:
+            return by_name
+        return self._judge(facts, [*by_name.matches, *self.rules.match_address(address)])
 
     def _check_network(self, address: IPAddress) -> Verdict:
         address = canonical_address(address)

@@ -1,0 +1,311 @@
+"""The loaded rule set: compact indexes that answer "which entries match this request?".
+
+Strategy: a list can hold a million domains, so domains are not kept as Python objects:
+each entry is a 64-bit hash of its canonical name in one sorted `array`, with parallel
+arrays for its line, its file and its mode (about 15 bytes an entry). A lookup hashes the
+host and each parent domain (``a.b.example.com``, ``b.example.com``, ``example.com``,
+``com``) and binary-searches each: microseconds, whatever the list size. Addresses are
+indexed by prefix length, URL prefixes by host, and each file's regular expressions are
+compiled together into one pattern. Every match names its file and line.
+
+Hashes are Python's own str hash (SipHash, randomised per process): two names colliding
+in a 64-bit hash among a million entries has odds of about 1 in 10^7 per lookup... of
+a lifetime; the host itself is not stored, which is what keeps the index small.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from array import array
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fwdproxy.policy.rules import DOMAIN_AND_SUBDOMAINS, IPNetwork
+from fwdproxy.target import IPAddress, canonical_address
+
+Action = Literal["allow", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListFile:
+    """Where entries came from: the file (relative to the rules folder), its category
+    (the file or folder name, or e2guardian's #listcategory) and what it does."""
+
+    path: str
+    category: str
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One entry that matched a request."""
+
+    action: Action
+    category: str
+    source: str  # "deny/ads.txt:12"
+    rule: str    # what the entry says, e.g. "ads.example.com and its subdomains"
+
+
+@dataclass
+class _Regexes:
+    """The regular expressions of one file, compiled together."""
+
+    fid: int
+    patterns: list[tuple[str, int]] = field(default_factory=list)  # (pattern, line)
+    combined: re.Pattern[str] | None = None
+    combined_lines: list[int] = field(default_factory=list)  # by alternative, r0, r1...
+    alone: list[tuple[re.Pattern[str], int]] = field(default_factory=list)
+
+    def compile(self) -> None:
+        together: list[tuple[str, int]] = []
+        for pattern, line in self.patterns:
+            # Numbered back-references would point at the wrong group once combined.
+            if re.search(r"\\[1-9]|\(\?P=|\(\?P<", pattern):
+                self.alone.append((re.compile(pattern), line))
+            else:
+                together.append((_scope_flags(pattern), line))
+        if together:
+            source = "|".join(f"(?P<r{i}>{pattern})" for i, (pattern, _) in enumerate(together))
+            try:
+                self.combined = re.compile(source)
+                self.combined_lines = [line for _, line in together]
+            except re.error:  # e.g. the same group name in two patterns
+                self.alone.extend((re.compile(p), line) for p, line in together)
+        self.patterns = []
+
+    def search(self, text: str) -> int | None:
+        """The line of an expression that matches `text`, or None."""
+        if self.combined is not None:
+            found = self.combined.search(text)
+            if found is not None and found.lastgroup is not None:
+                return self.combined_lines[int(found.lastgroup[1:])]
+        for compiled, line in self.alone:
+            if compiled.search(text):
+                return line
+        return None
+
+
+def _scope_flags(pattern: str) -> str:
+    """``(?i)abc`` → ``(?i:abc)``: global flags must lead the whole combined pattern."""
+    match = re.match(r"\(\?([aiLmsux]+)\)", pattern)
+    if match is None:
+        return pattern
+    return f"(?{match.group(1)}:{pattern[match.end():]})"
+
+
+class RuleSet:
+    """Everything the rules folder says, indexed. Built by `RuleSetBuilder`."""
+
+    def __init__(self) -> None:
+        self.files: list[ListFile] = []
+        self._hashes = array("q")
+        self._lines = array("I")
+        self._fids = array("H")
+        self._modes = array("B")
+        self._addresses: dict[tuple[int, int], dict[int, list[tuple[int, int, str]]]] = {}
+        self._url_prefixes: dict[str, list[tuple[int | None, str, int, int]]] = {}
+        self._url_regexes: list[_Regexes] = []
+        self._host_regexes: list[_Regexes] = []
+        self.errors: list[str] = []
+        self.skipped: Counter[str] = Counter()
+        self.counts: Counter[tuple[Action, str]] = Counter()
+
+    # -- facts about the set -----------------------------------------------------------
+
+    @property
+    def has_address_rules(self) -> bool:
+        return bool(self._addresses)
+
+    @property
+    def domain_count(self) -> int:
+        return len(self._hashes)
+
+    def categories(self, action: Action) -> frozenset[str]:
+        return frozenset(f.category for f in self.files if f.action == action)
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def _source(self, fid: int, line: int) -> tuple[ListFile, str]:
+        listed = self.files[fid]
+        return listed, f"{listed.path}:{line}"
+
+    def _match(self, fid: int, line: int, rule: str) -> Match:
+        listed, source = self._source(fid, line)
+        return Match(listed.action, listed.category, source, rule)
+
+    def match_domain(self, host: str) -> list[Match]:
+        """Domain entries matching canonical `host`: its own and its parents'."""
+        hashes = self._hashes
+        size = len(hashes)
+        if not size:
+            return []
+        found: list[Match] = []
+        suffix = host
+        while True:
+            key = hash(suffix)
+            index = bisect_left(hashes, key)
+            while index < size and hashes[index] == key:
+                mode = self._modes[index]
+                if suffix != host or mode == DOMAIN_AND_SUBDOMAINS:
+                    rule = (f"{suffix} and its subdomains" if mode == DOMAIN_AND_SUBDOMAINS
+                            else f"subdomains of {suffix}")
+                    found.append(self._match(self._fids[index], self._lines[index], rule))
+                index += 1
+            dot = suffix.find(".")
+            if dot == -1:
+                return found
+            suffix = suffix[dot + 1:]
+
+    def match_address(self, address: IPAddress) -> list[Match]:
+        """Address and CIDR entries containing `address`."""
+        address = canonical_address(address)
+        bits = address.max_prefixlen
+        value = int(address)
+        found: list[Match] = []
+        for (version, prefixlen), networks in self._addresses.items():
+            if version != address.version:
+                continue
+            shift = bits - prefixlen
+            hits = networks.get(value >> shift << shift)
+            if hits:
+                found.extend(self._match(fid, line, f"address {text}") for fid, line, text in hits)
+        return found
+
+    def match_url(self, host: str, port: int, path: str, url: str) -> list[Match]:
+        """URL-prefix and URL-regex entries for a plain-HTTP request.
+
+        Args:
+            host: canonical host.
+            port: destination port.
+            path: normalised path and query (see target.normalize_path).
+            url: the normalised URL regexes are matched against.
+        """
+        found: list[Match] = []
+        candidates = self._url_prefixes.get(host, [])
+        if host.startswith("www."):
+            candidates = candidates + self._url_prefixes.get(host[4:], [])
+        for entry_port, prefix, fid, line in candidates:
+            if (entry_port is None or entry_port == port) and path.startswith(prefix):
+                shown = host if entry_port is None else f"{host}:{entry_port}"
+                found.append(self._match(fid, line, f"URL prefix {shown}{prefix}"))
+        for regexes in self._url_regexes:
+            hit = regexes.search(url)
+            if hit is not None:
+                found.append(self._match(regexes.fid, hit, "URL regex"))
+        return found
+
+    def match_host_regex(self, host: str) -> list[Match]:
+        found: list[Match] = []
+        for regexes in self._host_regexes:
+            hit = regexes.search(host)
+            if hit is not None:
+                found.append(self._match(regexes.fid, hit, "host regex"))
+        return found
+
+
+class RuleSetBuilder:
+    """Collects entries file by file (it is the parser's `RuleSink`), then `build()`s."""
+
+    def __init__(self) -> None:
+        self._set = RuleSet()
+        self._fid = -1
+        self._file: ListFile | None = None
+        self._fid_of: dict[ListFile, int] = {}
+        self._regex_of: dict[tuple[int, bool], _Regexes] = {}
+        self.includes: list[tuple[str, int]] = []
+
+    def begin_file(self, path: str, category: str, action: Action) -> None:
+        """Entries from now on come from `path`, in `category`, doing `action`."""
+        self._file = ListFile(path, category, action)
+        self._fid = self._file_id(self._file)
+
+    def _file_id(self, listed: ListFile) -> int:
+        fid = self._fid_of.get(listed)
+        if fid is None:
+            fid = self._fid_of[listed] = len(self._set.files)
+            self._set.files.append(listed)
+        return fid
+
+    def _count(self, fid: int) -> None:
+        listed = self._set.files[fid]
+        self._set.counts[(listed.action, listed.category)] += 1
+
+    # -- RuleSink -------------------------------------------------------------------------
+
+    def domain(self, host: str, mode: int, line: int, *, allow: bool = False) -> None:
+        fid = self._fid
+        if allow and self._file is not None and self._file.action != "allow":
+            fid = self._file_id(ListFile(self._file.path, self._file.category, "allow"))
+        rules = self._set
+        rules._hashes.append(hash(host))
+        rules._lines.append(line)
+        rules._fids.append(fid)
+        rules._modes.append(mode)
+        self._count(fid)
+
+    def address(self, network: IPNetwork, line: int) -> None:
+        mapped = network
+        v4 = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
+        if v4 is not None and network.prefixlen >= 96:  # ::ffff:10.0.0.0/104 is 10.0.0.0/8
+            mapped = ipaddress.IPv4Network(f"{v4}/{network.prefixlen - 96}")
+        key = (mapped.version, mapped.prefixlen)
+        bucket = self._set._addresses.setdefault(key, {})
+        bucket.setdefault(int(mapped.network_address), []).append((self._fid, line, str(network)))
+        self._count(self._fid)
+
+    def url_prefix(self, host: str, port: int | None, path: str, line: int) -> None:
+        self._set._url_prefixes.setdefault(host, []).append((port, path, self._fid, line))
+        self._count(self._fid)
+
+    def _regexes(self, host: bool) -> _Regexes:
+        key = (self._fid, host)
+        regexes = self._regex_of.get(key)
+        if regexes is None:
+            regexes = self._regex_of[key] = _Regexes(self._fid)
+            (self._set._host_regexes if host else self._set._url_regexes).append(regexes)
+        return regexes
+
+    def url_regex(self, pattern: str, line: int) -> None:
+        self._regexes(False).patterns.append((pattern, line))
+        self._count(self._fid)
+
+    def host_regex(self, pattern: str, line: int) -> None:
+        self._regexes(True).patterns.append((pattern, line))
+        self._count(self._fid)
+
+    def include(self, target: str, line: int) -> None:
+        self.includes.append((target, line))
+
+    def set_category(self, name: str, line: int) -> None:
+        if self._file is not None:
+            self.begin_file(self._file.path, name, self._file.action)
+
+    def error(self, line: int, message: str) -> None:
+        path = self._file.path if self._file is not None else "?"
+        self._set.errors.append(f"{path}:{line}: {message}")
+
+    def file_error(self, path: str, message: str) -> None:
+        """A problem with a whole file (unreadable, not UTF-8...)."""
+        self._set.errors.append(f"{path}: {message}")
+
+    def skipped(self, reason: str, line: int) -> None:
+        self._set.skipped[reason] += 1
+
+    # -- result -------------------------------------------------------------------------
+
+    def build(self) -> RuleSet:
+        """Sort the domain index and compile the regexes; the builder is spent after."""
+        rules = self._set
+        order = sorted(range(len(rules._hashes)), key=rules._hashes.__getitem__)
+        rules._hashes = array("q", [rules._hashes[i] for i in order])
+        rules._lines = array("I", [rules._lines[i] for i in order])
+        rules._fids = array("H", [rules._fids[i] for i in order])
+        rules._modes = array("B", [rules._modes[i] for i in order])
+        del order
+        for regexes in (*rules._url_regexes, *rules._host_regexes):
+            regexes.compile()
+        return rules

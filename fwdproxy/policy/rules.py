@@ -1,0 +1,272 @@
+"""Rule-list lines → typed rules, for every list format an office already has.
+
+Strategy: one pass over a file's lines, each line classified by its shape and handed to a
+`RuleSink` as one typed call (domain, address, URL prefix, URL regex, host regex). Nothing
+is materialised per rule here, so a million-line hosts file costs no million objects: the
+sink (see `index.RuleSetBuilder`) stores what it needs compactly. A malformed line is
+reported through the sink with its line number and skipped; the rest of the file loads.
+AdBlock lines that are not plain domain rules (options, cosmetic filters, paths) are
+skipped and counted, never reduced to a domain block: that reduction over-blocks.
+
+Formats (see rules/README.md for the user's view):
+- ``example.com``, ``.example.com``: the domain and every subdomain; ``*.example.com``:
+  subdomains only.
+- ``||example.com^`` (AdBlock/AdGuard) and ``@@||example.com^`` (an allow entry).
+- hosts-file lines ``0.0.0.0 a.com b.com``: every name, as a domain entry.
+- IP addresses and CIDRs: destination addresses.
+- ``example.com/path``, ``example.com:8080/path``: URL prefixes (plain HTTP only).
+- ``/regex/``: a regular expression over the full URL.
+- files of kind ``hostregex`` (``*.regex``, Pi-hole's ``regex.list``): one regex per line
+  over the canonical host name; ``urls``/``domains``/``expressions``: UT1/SquidGuard files.
+- e2guardian ``.Include<path>`` and ``#listcategory: "Name"``.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Literal, Protocol
+
+from fwdproxy.errors import BadRequest
+from fwdproxy.target import canonical_host, normalize_path
+
+Kind = Literal["list", "domains", "urls", "expressions", "hostregex"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Domain entry modes.
+DOMAIN_AND_SUBDOMAINS = 0
+SUBDOMAINS_ONLY = 1
+
+# Names in the preamble of hosts files (StevenBlack, Pi-hole) that are housekeeping, not
+# blocks: blocking "localhost" would break the proxy's own page.
+HOSTS_HOUSEKEEPING = frozenset({
+    "localhost", "localhost.localdomain", "local", "broadcasthost", "0.0.0.0",
+    "ip6-localhost", "ip6-loopback", "ip6-localnet", "ip6-mcastprefix", "ip6-allnodes",
+    "ip6-allrouters", "ip6-allhosts",
+})
+
+# The common case, checked before anything slower: a lower-case ASCII host name.
+_PLAIN_HOST = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*\.?")
+_ADBLOCK_DOMAIN = re.compile(r"(@@)?\|\|([^/^$*|]+)\^\|?")
+_ADBLOCK_HEADER = re.compile(r"\[[A-Za-z][^\[\]]*\]")
+_COSMETIC = ("##", "#@#", "#?#", "#$#", "#%#")
+_POSIX_CLASS = re.compile(
+    r"\[:(alpha|digit|alnum|upper|lower|space|blank|punct|print|graph|cntrl|xdigit|word):\]")
+_LISTCATEGORY = re.compile(r'#listcategory:\s*"?([^"]*)"?', re.IGNORECASE)
+
+
+class RuleSink(Protocol):
+    """Receives what a list file holds, one call per entry (see index.RuleSetBuilder)."""
+
+    def domain(self, host: str, mode: int, line: int, *, allow: bool = False) -> None: ...
+    def address(self, network: IPNetwork, line: int) -> None: ...
+    def url_prefix(self, host: str, port: int | None, path: str, line: int) -> None: ...
+    def url_regex(self, pattern: str, line: int) -> None: ...
+    def host_regex(self, pattern: str, line: int) -> None: ...
+    def include(self, target: str, line: int) -> None: ...
+    def set_category(self, name: str, line: int) -> None: ...
+    def error(self, line: int, message: str) -> None: ...
+    def skipped(self, reason: str, line: int) -> None: ...
+
+
+def check_regex(pattern: str) -> str | None:
+    """Why `pattern` cannot be used (POSIX-only syntax, invalid), or None when it can."""
+    posix = _POSIX_CLASS.search(pattern)
+    if posix is not None:
+        return (f"POSIX class [:{posix.group(1)}:] is not Python regex syntax "
+                "(write \\s, \\d, [a-z]... instead)")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"invalid regular expression: {exc}"
+    return None
+
+
+def _host_or_address(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None]:
+    """Canonical host of a list entry, and its address when it spells one. Raises BadRequest."""
+    if _PLAIN_HOST.fullmatch(text) and not text.rstrip(".").rpartition(".")[2].isdigit():
+        return (text[:-1] if text.endswith(".") else text), None
+    return canonical_host(text)  # IDN, percent-escapes, numeric IPv4 spellings
+
+
+def _host(text: str, *, allow_ip: bool = False) -> str:
+    """Canonical host name of a list entry. Raises BadRequest."""
+    host, ip = _host_or_address(text)
+    if ip is not None and not allow_ip:
+        raise BadRequest(f"{text!r} is an address, not a name")
+    return host
+
+
+def _strip_comment(line: str) -> str:
+    for marker in (" #", "\t#"):
+        cut = line.find(marker)
+        if cut != -1:
+            line = line[:cut].rstrip()
+    return line
+
+
+_IPV4_CHARS = frozenset("0123456789./")
+
+
+def _address(token: str) -> IPNetwork | None:
+    """The token as an address or CIDR, or None when it is not one."""
+    # Cheap shape test first: most tokens are host names, and an exception costs.
+    if ":" not in token and not (token[:1].isdigit() and _IPV4_CHARS.issuperset(token)):
+        return None
+    try:
+        return ipaddress.ip_network(token, strict=False)
+    except ValueError:
+        return None
+
+
+def _url_prefix(text: str, sink: RuleSink, number: int, *, drop_www: bool) -> None:
+    if text.startswith("https://"):
+        sink.error(number, "URL rules see plain HTTP only (https:// is tunnelled, its path "
+                           "is never seen): use a domain entry")
+        return
+    if text.startswith("http://"):
+        text = text[len("http://"):]
+    authority, slash, path = text.partition("/")
+    host_text, colon, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    port: int | None = None
+    if colon:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            sink.error(number, f"invalid port in {text!r}")
+            return
+        port = int(port_text)
+    try:
+        host = _host(host_text.lower(), allow_ip=True)
+    except BadRequest as exc:
+        sink.error(number, exc.detail)
+        return
+    if drop_www and host.startswith("www."):
+        host = host[4:]  # UT1/SquidGuard: a leading www. is not significant
+    sink.url_prefix(host, port, normalize_path(slash + path), number)
+
+
+def _regex(pattern: str, sink: RuleSink, number: int, *, host: bool) -> None:
+    problem = check_regex(pattern)
+    if problem is not None:
+        sink.error(number, problem)
+    elif host:
+        sink.host_regex(pattern, number)
+    else:
+        sink.url_regex(pattern, number)
+
+
+def _adblock(line: str, sink: RuleSink, number: int) -> None:
+    match = _ADBLOCK_DOMAIN.fullmatch(line)
+    if match is None:
+        sink.skipped("adblock rule other than ||domain^ (options, paths, wildcards)", number)
+        return
+    try:
+        host = _host(match.group(2))
+    except BadRequest as exc:
+        sink.error(number, exc.detail)
+        return
+    sink.domain(host, DOMAIN_AND_SUBDOMAINS, number, allow=match.group(1) is not None)
+
+
+def _hosts_line(tokens: list[str], sink: RuleSink, number: int) -> None:
+    for name in tokens[1:]:
+        if name.startswith("#"):
+            break
+        lowered = name.lower()
+        if lowered in HOSTS_HOUSEKEEPING:
+            continue
+        try:
+            sink.domain(_host(lowered), DOMAIN_AND_SUBDOMAINS, number)
+        except BadRequest as exc:
+            sink.error(number, exc.detail)
+
+
+def _single(token: str, sink: RuleSink, number: int, kind: Kind) -> None:
+    network = _address(token)
+    if network is not None:
+        sink.address(network, number)
+        return
+    if "/" in token:
+        if kind == "domains":
+            sink.error(number, f"{token!r} is not a domain (a path belongs in a urls file)")
+        else:
+            _url_prefix(token, sink, number, drop_www=kind == "urls")
+        return
+    if kind == "urls":
+        _url_prefix(token, sink, number, drop_www=True)
+        return
+    mode = DOMAIN_AND_SUBDOMAINS
+    if token.startswith("*."):
+        token, mode = token[2:], SUBDOMAINS_ONLY
+    elif token.startswith("."):
+        token = token[1:]
+    if "*" in token:
+        sink.error(number, f"{token!r}: a wildcard is allowed only as a leading '*.'")
+        return
+    try:
+        host, ip = _host_or_address(token.lower())
+    except BadRequest as exc:
+        sink.error(number, exc.detail)
+        return
+    if ip is None:
+        sink.domain(host, mode, number)
+    elif mode == SUBDOMAINS_ONLY:
+        sink.error(number, f"{token!r} is an address: it has no subdomains")
+    else:
+        sink.address(ipaddress.ip_network(ip), number)  # 2130706433, 0x7f.1 ...
+
+
+def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> None:
+    """Read the lines of one list file into `sink`.
+
+    Args:
+        lines: the file's lines, decoded (line ends and a UTF-8 BOM are tolerated).
+        sink: receives each entry, error and skipped line, with 1-based line numbers.
+        kind: ``list`` (any mix of the formats above), or a UT1/SquidGuard file kind
+            (``domains``, ``urls``, ``expressions``), or ``hostregex``.
+    """
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if number == 1:
+            line = line.lstrip("\ufeff")
+        if not line:
+            continue
+        first = line[0]
+        if first == "#":
+            category = _LISTCATEGORY.match(line)
+            if category is not None and category.group(1).strip():
+                sink.set_category(category.group(1).strip(), number)
+            continue
+        if first == "!" or _ADBLOCK_HEADER.fullmatch(line):
+            continue  # AdBlock comment or header ("[Adblock Plus 2.0]")
+        if line.startswith(".Include<") and line.endswith(">"):
+            sink.include(line[len(".Include<"):-1], number)
+            continue
+        if kind == "expressions" or kind == "hostregex":
+            _regex(_strip_comment(line) if " #" in line else line, sink, number,
+                   host=kind == "hostregex")
+            continue
+        if " #" in line or "\t#" in line:
+            line = _strip_comment(line)
+        if kind == "list":
+            if any(marker in line for marker in _COSMETIC):
+                sink.skipped("adblock cosmetic filter", number)
+                continue
+            if first == "|" or line.startswith("@@"):
+                _adblock(line, sink, number)
+                continue
+            if first == "/" and line.endswith("/") and len(line) > 2:
+                _regex(line[1:-1], sink, number, host=False)
+                continue
+            if "$" in line:
+                sink.skipped("adblock rule with options", number)
+                continue
+        tokens = line.split()
+        if len(tokens) > 1:
+            if kind == "list" and _address(tokens[0].split("%", 1)[0]) is not None:
+                _hosts_line(tokens, sink, number)
+            else:
+                sink.error(number, "one entry per line expected (or 'ADDRESS NAME...' as in a hosts file)")
+            continue
+        _single(tokens[0], sink, number, kind)
