@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fwdproxy",
         description="A forward proxy for clients: plain HTTP, HTTPS via CONNECT, WebSocket.",
         epilog="Safe defaults: only loopback and private-network clients, CONNECT to port 443 "
-        "only, and never to loopback, link-local (cloud metadata) or this machine's addresses.",
+        "only, and never to loopback, link-local (cloud metadata) or this machine's addresses. "
+        "'fwdproxy check URL...' explains what the rules decide; 'fwdproxy check --lint' "
+        "checks the rules folder.",
     )
     parser.add_argument("--listen", action="append", metavar="[HOST:]PORT",
                         help="address to listen on; repeatable. '8080' listens on every "
@@ -97,6 +99,11 @@ async def run(cfg: config.Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fwdproxy` command. Returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        from fwdproxy import check  # noqa: PLC0415 - only the check command needs it
+
+        return check.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         cfg = config.load(args.config, listen=args.listen, rules=args.rules,

@@ -59,9 +59,9 @@ def _visible(entries: list[Path]) -> list[Path]:
 
 
 class _Loader:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, builder: RuleSetBuilder) -> None:
         self.root = root
-        self.builder = RuleSetBuilder()
+        self.builder = builder
 
     def relative(self, path: Path) -> str:
         try:
@@ -101,10 +101,15 @@ class _Loader:
                 self.load_file(entry, category_of(entry.name), action, list_kind(entry.name))
 
 
-def load_rule_files(root: Path) -> RuleSet:
+def load_rule_files(root: Path, builder: RuleSetBuilder | None = None) -> RuleSet:
     """Every allow/ and deny/ list under `root`, indexed. Never raises for bad content:
-    problems are in the result's `errors` as ``path:line: message``."""
-    loader = _Loader(root)
+    problems are in the result's `errors` as ``path:line: message``.
+
+    Args:
+        root: the rules folder.
+        builder: what collects the entries (`lint.LintBuilder` also keeps names).
+    """
+    loader = _Loader(root, builder or RuleSetBuilder())
     loader.load_action("allow")
     loader.load_action("deny")
     return loader.builder.build()

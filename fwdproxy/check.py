@@ -1,0 +1,167 @@
+"""`fwdproxy check`: explain what the rules decide for URLs, and lint the rules folder.
+
+Strategy: the same configuration, rules folder and pure `Policy` the proxy runs with; URLs
+are parsed exactly as the proxy parses request targets, so the answer printed is the
+answer a client would get. Names are resolved (``hosts:`` first, then DNS) only when
+address rules could still change the verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from fwdproxy import config
+from fwdproxy.errors import BadRequest, ConfigError
+from fwdproxy.policy import Policy, RequestFacts, Verdict
+from fwdproxy.policy.lint import LintBuilder
+from fwdproxy.resolver import LocalAddresses
+from fwdproxy.rulefiles import load_rule_files
+from fwdproxy.target import IPAddress, Target, canonical_address, normalize_path, parse_target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fwdproxy check",
+        description="Explain what the rules decide for each URL, or lint the rules folder.",
+    )
+    parser.add_argument("urls", nargs="*", metavar="URL",
+                        help="http://host/path (forwarded), https://host/ or host:port (CONNECT)")
+    parser.add_argument("--client", default="127.0.0.1", metavar="IP",
+                        help="the client address to decide for (policies, clients)")
+    parser.add_argument("--user", metavar="NAME", help="the user to decide for (policies)")
+    parser.add_argument("--at", metavar="YYYY-MM-DDTHH:MM",
+                        help="decide as at this local time (policy time windows)")
+    parser.add_argument("--rules", type=Path, metavar="DIR", help="rules folder to use")
+    parser.add_argument("--config", type=Path, metavar="FILE.yaml", help="configuration file")
+    parser.add_argument("--lint", action="store_true",
+                        help="report malformed lines, duplicates, shadowed entries and totals")
+    return parser
+
+
+def as_target(url: str) -> Target:
+    """A URL or host:port as the proxy would receive it. Raises BadRequest."""
+    if url.lower().startswith("https://"):
+        authority = url[len("https://"):].split("/", 1)[0].split("?", 1)[0]
+        if ":" not in authority.rsplit("]", 1)[-1]:
+            authority += ":443"
+        return parse_target(b"CONNECT", authority.encode("ascii", "replace"))
+    if "://" in url:
+        return parse_target(b"GET", url.encode("ascii", "replace"))
+    return parse_target(b"CONNECT", url.encode("ascii", "replace"))
+
+
+def _resolve(host: str, hosts: dict[str, tuple[IPAddress, ...]]) -> list[IPAddress]:
+    if host in hosts:
+        return list(hosts[host])
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return list(dict.fromkeys(
+        canonical_address(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos))
+
+
+def explain(policy: Policy, cfg: config.Config, url: str, client: IPAddress,
+            user: str | None, now: datetime | None) -> tuple[bool, list[str]]:
+    """(allowed, lines to print) for one URL."""
+    try:
+        target = as_target(url)
+    except BadRequest as exc:
+        return False, [f"INVALID {url}", f"    {exc.detail}"]
+    connect = target.form == "authority"
+    path = None if connect else normalize_path(target.path.decode("latin-1"))
+    canonical = target.authority if connect else f"http://{target.host_header}{path}"
+    facts = RequestFacts(client=client, method="CONNECT" if connect else "GET",
+                         scheme="connect" if connect else "http", host=target.host,
+                         port=target.port, ip=target.ip, path=path,
+                         url=None if connect else canonical, user=user, now=now)
+    admitted = policy.admit(client)
+    verdict: Verdict = admitted if not admitted.allowed else policy.decide(facts)
+    resolved_note = ""
+    if verdict.allowed or not verdict.final:
+        addresses = [target.ip] if target.ip is not None else _resolve(target.host, dict(cfg.hosts))
+        local = LocalAddresses()
+        verdicts = [policy.decide_address(facts, a, is_local=local(a), by_name=verdict)
+                    for a in addresses]
+        if verdicts:
+            allowed = [v for v in verdicts if v.allowed]
+            verdict = allowed[0] if allowed else verdicts[0]
+            resolved_note = " (resolved to " + ", ".join(str(a) for a in addresses) + ")"
+    word = "ALLOW" if verdict.allowed else "DENY "
+    lines = [f"{word} {url}", f"    canonical: {canonical}{resolved_note}"]
+    if verdict.category is not None:
+        lines.append(f"    rule: {verdict.source} (category {verdict.category}): {verdict.rule}")
+    else:
+        lines.append(f"    decided by: {verdict.source}: {verdict.reason}")
+    if verdict.policy is not None:
+        lines.append(f"    policy: {verdict.policy}")
+    return verdict.allowed, lines
+
+
+def lint(root: Path) -> int:
+    """Print every problem and the totals; 1 when a line is malformed, else 0."""
+    builder = LintBuilder()
+    rules = load_rule_files(root, builder)
+    findings = builder.findings()
+    for problem in rules.errors:
+        print(f"error: {problem}")
+    for duplicate in findings.duplicates:
+        print(f"duplicate: {duplicate}")
+    for shadowed in findings.shadowed:
+        print(f"shadowed: {shadowed}")
+    for reason, count in sorted(rules.skipped.items()):
+        print(f"skipped: {count} lines: {reason}")
+    print("totals:")
+    for (action, category), count in sorted(rules.counts.items()):
+        print(f"    {action} {category}: {count}")
+    try:
+        config.load_rules(root)  # policy.yaml and the template, as the proxy reads them
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"{len(rules.errors)} errors, {len(findings.duplicates)} duplicates, "
+          f"{len(findings.shadowed)} shadowed")
+    return 1 if rules.errors else 0
+
+
+def main(argv: list[str]) -> int:
+    """`fwdproxy check ...`; returns the exit status (0 all allowed, 1 any denied or an
+    error, 2 bad usage or configuration)."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config.load(args.config, rules=args.rules)
+    except ConfigError as exc:
+        print(f"fwdproxy: error: {exc}", file=sys.stderr)
+        return 2
+    if cfg.rules is None:
+        print("fwdproxy: error: no rules folder (give --rules DIR)", file=sys.stderr)
+        return 2
+    if args.lint:
+        return lint(cfg.rules)
+    if not args.urls:
+        print("fwdproxy check: give URLs to explain, or --lint", file=sys.stderr)
+        return 2
+    try:
+        client = canonical_address(ipaddress.ip_address(args.client))
+        now = datetime.fromisoformat(args.at).astimezone() if args.at else None
+    except ValueError as exc:
+        print(f"fwdproxy check: {exc}", file=sys.stderr)
+        return 2
+    try:
+        loaded = config.load_rules(cfg.rules)
+    except ConfigError as exc:
+        print(f"fwdproxy: error: {exc}", file=sys.stderr)
+        return 2
+    policy = cfg.policy(loaded)
+    status = 0
+    for url in args.urls:
+        allowed, lines = explain(policy, cfg, url, client, args.user, now)
+        print("\n".join(lines))
+        if not allowed:
+            status = 1
+    return status
