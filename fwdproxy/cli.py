@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fwdproxy` command. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check"]:
-        from fwdproxy import check  # noqa: PLC0415 - only the check command needs it
+        from fwdproxy import check
 
         return check.main(argv[1:])
     args = build_parser().parse_args(argv)
