@@ -17,7 +17,7 @@ import trio
 from fwdproxy import __version__, config
 from fwdproxy.config import load_rules
 from fwdproxy.errors import ConfigError
-from fwdproxy.server import Running, open_listeners, serve
+from fwdproxy.server import Running, open_listeners, report_rules, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,28 +53,14 @@ def _raise_file_limit() -> None:
         pass
 
 
-# Problems in rule files are listed at start-up up to this many; the rest are counted.
-MAX_REPORTED_PROBLEMS = 50
-
-
-def report_rules(loaded: config.LoadedRules) -> None:
-    """Say on stderr what was loaded and which lines were skipped, with file:line."""
-    print(f"fwdproxy: {loaded.summary}", file=sys.stderr)
-    for problem in loaded.errors[:MAX_REPORTED_PROBLEMS]:
-        print(f"fwdproxy: skipped {problem}", file=sys.stderr)
-    if len(loaded.errors) > MAX_REPORTED_PROBLEMS:
-        print(f"fwdproxy: ... and {len(loaded.errors) - MAX_REPORTED_PROBLEMS} more "
-              "(fwdproxy check --lint lists them all)", file=sys.stderr)
-
-
 async def run(cfg: config.Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal stops at once."""
     shutdown = trio.Event()
     loaded = load_rules(cfg.rules)
-    report_rules(loaded)
     # Bound before any task starts, so that a port in use is a plain ConfigError.
     listeners = await open_listeners(cfg.listen)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    report_rules(loaded)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(task_status: trio.TaskStatus[Running]) -> None:
@@ -87,6 +73,10 @@ async def run(cfg: config.Config) -> None:
             print(f"fwdproxy {__version__} listening on {where}", file=sys.stderr, flush=True)
             async for signum in signals:
                 name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    print("fwdproxy: SIGHUP: reloading the rules", file=sys.stderr, flush=True)
+                    running.context.request_reload()
+                    continue
                 if shutdown.is_set():
                     print(f"fwdproxy: {name} again: stopping now", file=sys.stderr, flush=True)
                     nursery.cancel_scope.cancel()

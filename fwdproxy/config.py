@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import socket
 import time
 from collections.abc import Mapping
@@ -74,6 +75,8 @@ class Timeouts:
     tunnel_idle: float = 900.0
     # After SIGTERM/SIGINT, how long requests in flight may take to finish.
     shutdown_grace: float = 10.0
+    # How often the rules folder is checked for changed files (a stat per file).
+    rules_poll: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,22 @@ class LoadedRules:
         return (f"rules from {self.root}: {counts or 'no entries'}"
                 + (f"; {skipped} lines skipped" if skipped else "")
                 + (f"; {len(self.errors)} problems" if self.errors else ""))
+
+
+def rules_fingerprint(root: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every file under the rules folder: changes when any does."""
+    if root is None:
+        return ()
+    found: list[tuple[str, int, int]] = []
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            found.append((path, info.st_mtime_ns, info.st_size))
+    return tuple(sorted(found))
 
 
 def load_rules(root: Path | None) -> LoadedRules:

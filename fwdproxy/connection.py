@@ -76,6 +76,7 @@ class ServerContext:
     local_addresses: LocalAddresses = field(default_factory=LocalAddresses)
     draining: bool = False
     idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+    reload_requested: trio.Event = field(default_factory=trio.Event)
 
     forward_settings: ForwardSettings = field(init=False)
 
@@ -83,6 +84,16 @@ class ServerContext:
         timeouts = self.config.timeouts
         self.forward_settings = ForwardSettings(self.via, timeouts.upstream_read,
                                                 timeouts.client_idle, timeouts.tunnel_idle)
+
+    def request_reload(self) -> None:
+        """Reload the rules folder now (SIGHUP), whether or not a file changed."""
+        self.reload_requested.set()
+
+    def swap_rules(self, loaded: LoadedRules) -> None:
+        """Put a freshly loaded rule set in force. One synchronous step: a request sees
+        the old set or the new one, never a mix; requests in flight keep theirs."""
+        self.policy = self.policy.with_rules(loaded.rules, loaded.policies)
+        self.loaded = loaded
 
     def begin_drain(self) -> None:
         """Stop taking new requests: idle keep-alive connections close now."""

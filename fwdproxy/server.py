@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import trio
 
 from fwdproxy.accesslog import AccessLog, Exchange
-from fwdproxy.config import Config, Listen, LoadedRules, load_rules
+from fwdproxy.config import Config, Listen, LoadedRules, load_rules, rules_fingerprint
 from fwdproxy.connection import ServerContext, close_gracefully, handle, own_host_names, raw_error_response
 from fwdproxy.errors import ConfigError, ServiceUnavailable
 from fwdproxy.target import IPAddress, canonical_address
@@ -29,8 +29,20 @@ from fwdproxy.upstream import Pool
 # trio.serve_listeners does, rather than spin or die.
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_BACKOFF = 0.1
+# Problems in rule files printed after a reload; `fwdproxy check --lint` lists them all.
+MAX_REPORTED_PROBLEMS = 50
 # How often the access-log buffer is written out.
 LOG_FLUSH_INTERVAL = 1.0
+
+
+def report_rules(loaded: LoadedRules, what: str = "") -> None:
+    """Say on stderr what was loaded and which lines were skipped, with file:line."""
+    print(f"fwdproxy: {what}{loaded.summary}", file=sys.stderr, flush=True)
+    for problem in loaded.errors[:MAX_REPORTED_PROBLEMS]:
+        print(f"fwdproxy: skipped {problem}", file=sys.stderr)
+    if len(loaded.errors) > MAX_REPORTED_PROBLEMS:
+        print(f"fwdproxy: ... and {len(loaded.errors) - MAX_REPORTED_PROBLEMS} more "
+              "(fwdproxy check --lint lists them all)", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +174,29 @@ async def serve(
             else:
                 handlers.start_soon(run_handler, stream)
 
+    async def watch_rules() -> None:
+        """Reload on request (SIGHUP) or when a rules file changes; the new set is built
+        in a worker thread, off the event loop, and swapped in only if it loads."""
+        root = config.rules
+        seen = await trio.to_thread.run_sync(rules_fingerprint, root)
+        while True:
+            with trio.move_on_after(config.timeouts.rules_poll):
+                await ctx.reload_requested.wait()
+            forced = ctx.reload_requested.is_set()
+            ctx.reload_requested = trio.Event()
+            current = await trio.to_thread.run_sync(rules_fingerprint, root)
+            if current == seen and not forced:
+                continue
+            seen = current
+            try:
+                fresh = await trio.to_thread.run_sync(load_rules, root)
+            except ConfigError as exc:
+                print(f"fwdproxy: reload failed, keeping the rules in force: {exc}",
+                      file=sys.stderr, flush=True)
+                continue
+            ctx.swap_rules(fresh)
+            report_rules(fresh, "reloaded ")
+
     async def flush_log() -> None:
         while True:
             await trio.sleep(LOG_FLUSH_INTERVAL)
@@ -171,6 +206,8 @@ async def serve(
         async with trio.open_nursery() as system:
             system.start_soon(pool.run)
             system.start_soon(flush_log)
+            if config.rules is not None:
+                system.start_soon(watch_rules)
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
