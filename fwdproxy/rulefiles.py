@@ -17,7 +17,6 @@ category, relative to the including file, at most `MAX_INCLUDE_DEPTH` deep.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 from fwdproxy.policy.index import Action, RuleSet, RuleSetBuilder
@@ -46,11 +45,6 @@ def category_of(name: str) -> str:
     return stem or name
 
 
-def _lines(path: Path) -> Iterator[str]:
-    # errors="replace": a stray Latin-1 byte spoils one line (reported by the parser as
-    # an invalid entry), not the whole file.
-    with path.open(encoding="utf-8", errors="replace", newline=None) as handle:
-        yield from handle
 
 
 def _visible(entries: list[Path]) -> list[Path]:
@@ -74,7 +68,10 @@ class _Loader:
         self.builder.begin_file(shown, category, action)
         self.builder.includes = []
         try:
-            parse_lines(_lines(path), self.builder, kind)
+            # errors="replace": a stray Latin-1 byte spoils one line (reported by the
+            # parser as an invalid entry), not the whole file.
+            with path.open(encoding="utf-8", errors="replace", newline=None) as handle:
+                parse_lines(handle, self.builder, kind)
         except OSError as exc:
             self.builder.file_error(shown, f"cannot read: {exc.strerror or exc}")
             return

@@ -24,6 +24,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -61,6 +62,8 @@ class RuleSink(Protocol):
     """Receives what a list file holds, one call per entry (see index.RuleSetBuilder)."""
 
     def domain(self, host: str, mode: int, line: int, *, allow: bool = False) -> None: ...
+    def domains(self, hosts: list[str], lines: list[int]) -> None:
+        """Many plain domain entries (domain and subdomains) at once: the bulk path."""
     def address(self, network: IPNetwork, line: int) -> None: ...
     def url_prefix(self, host: str, port: int | None, path: str, line: int) -> None: ...
     def url_regex(self, pattern: str, line: int) -> None: ...
@@ -86,7 +89,8 @@ def check_regex(pattern: str) -> str | None:
 
 def _host_or_address(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None]:
     """Canonical host of a list entry, and its address when it spells one. Raises BadRequest."""
-    if _PLAIN_HOST.fullmatch(text) and not text.rstrip(".").rpartition(".")[2].isdigit():
+    # A name whose last character is a digit may be an IPv4 spelling: the slow path.
+    if _PLAIN_HOST.fullmatch(text) and not text.rstrip(".")[-1:].isdigit():
         return (text[:-1] if text.endswith(".") else text), None
     return canonical_host(text)  # IDN, percent-escapes, numeric IPv4 spellings
 
@@ -108,6 +112,7 @@ def _strip_comment(line: str) -> str:
 
 
 _IPV4_CHARS = frozenset("0123456789./")
+_BATCH = 4096
 
 
 def _address(token: str) -> IPNetwork | None:
@@ -115,6 +120,12 @@ def _address(token: str) -> IPNetwork | None:
     # Cheap shape test first: most tokens are host names, and an exception costs.
     if ":" not in token and not (token[:1].isdigit() and _IPV4_CHARS.issuperset(token)):
         return None
+    return _network(token)
+
+
+@functools.lru_cache(maxsize=256)
+def _network(token: str) -> IPNetwork | None:
+    # Cached: every line of a hosts file starts with the same "0.0.0.0".
     try:
         return ipaddress.ip_network(token, strict=False)
     except ValueError:
@@ -226,6 +237,12 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
         kind: ``list`` (any mix of the formats above), or a UT1/SquidGuard file kind
             (``domains``, ``urls``, ``expressions``), or ``hostregex``.
     """
+    is_list = kind == "list"
+    regexes = kind == "expressions" or kind == "hostregex"
+    # Plain hosts-file names are batched: one sink call per thousands of entries.
+    batch_hosts: list[str] = []
+    batch_lines: list[int] = []
+    known_address = ""  # the hosts file's usual "0.0.0.0", once seen to be an address
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
         if number == 1:
@@ -238,22 +255,23 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
             if category is not None and category.group(1).strip():
                 sink.set_category(category.group(1).strip(), number)
             continue
-        if first == "!" or _ADBLOCK_HEADER.fullmatch(line):
+        if first == "!" or (first == "[" and _ADBLOCK_HEADER.fullmatch(line)):
             continue  # AdBlock comment or header ("[Adblock Plus 2.0]")
-        if line.startswith(".Include<") and line.endswith(">"):
+        if first == "." and line.startswith(".Include<") and line.endswith(">"):
             sink.include(line[len(".Include<"):-1], number)
             continue
-        if kind == "expressions" or kind == "hostregex":
+        if regexes:
             _regex(_strip_comment(line) if " #" in line else line, sink, number,
                    host=kind == "hostregex")
             continue
-        if " #" in line or "\t#" in line:
-            line = _strip_comment(line)
-        if kind == "list":
-            if any(marker in line for marker in _COSMETIC):
+        if "#" in line:  # rare: trailing comments, AdBlock cosmetic filters
+            if " #" in line or "\t#" in line:
+                line = _strip_comment(line)
+            if is_list and any(marker in line for marker in _COSMETIC):
                 sink.skipped("adblock cosmetic filter", number)
                 continue
-            if first == "|" or line.startswith("@@"):
+        if is_list:
+            if first == "|" or first == "@":
                 _adblock(line, sink, number)
                 continue
             if first == "/" and line.endswith("/") and len(line) > 2:
@@ -264,9 +282,24 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
                 continue
         tokens = line.split()
         if len(tokens) > 1:
-            if kind == "list" and _address(tokens[0].split("%", 1)[0]) is not None:
+            if is_list and (tokens[0] == known_address
+                            or _address(tokens[0].split("%", 1)[0]) is not None):
+                known_address = tokens[0]
+                if len(tokens) == 2:
+                    # The million-line case, "0.0.0.0 name", without the general loop.
+                    name = tokens[1].lower()
+                    if (_PLAIN_HOST.fullmatch(name) and not name[-1].isdigit()
+                            and name not in HOSTS_HOUSEKEEPING):
+                        batch_hosts.append(name[:-1] if name[-1] == "." else name)
+                        batch_lines.append(number)
+                        if len(batch_hosts) >= _BATCH:
+                            sink.domains(batch_hosts, batch_lines)
+                            batch_hosts, batch_lines = [], []
+                        continue
                 _hosts_line(tokens, sink, number)
             else:
                 sink.error(number, "one entry per line expected (or 'ADDRESS NAME...' as in a hosts file)")
             continue
         _single(tokens[0], sink, number, kind)
+    if batch_hosts:
+        sink.domains(batch_hosts, batch_lines)
