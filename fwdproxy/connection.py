@@ -156,10 +156,11 @@ def raw_error_response(exc: FwdproxyError) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The policy a request was decided under and its by-name verdict, carried to the
-    address checks so both phases use the same rule set."""
+    address checks so both phases use the same rule set (and log the final word)."""
 
     policy: Policy
     by_name: Verdict
+    exchange: Exchange
 
 
 def forbidden(verdict: Verdict, target: Target) -> Forbidden:
@@ -367,9 +368,10 @@ class ClientConnection:
         policy = self.ctx.policy
         verdict = policy.decide(facts)
         exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
-        if not verdict.allowed:
+        if not verdict.allowed and verdict.final:
             raise forbidden(verdict, target)
-        decision = Decision(policy, verdict)
+        # Not final: address rules may still lift or confirm it once the host is resolved.
+        decision = Decision(policy, verdict, exchange)
         if connect:
             await self._tunnel(target, facts, decision, exchange)
         else:
@@ -383,6 +385,8 @@ class ClientConnection:
         local = self.ctx.local_addresses(address) if policy.needs_local_check(address, facts.port) else False
         verdict = policy.decide_address(facts, address, is_local=local, by_name=decision.by_name)
         if verdict.allowed:
+            if not decision.by_name.final:
+                decision.exchange.verdict, decision.exchange.source = "allow", verdict.source
             return None
         return forbidden(verdict, target)
 

@@ -66,20 +66,21 @@ class _Regexes:
     alone: list[tuple[re.Pattern[str], int]] = field(default_factory=list)
 
     def compile(self) -> None:
-        together: list[tuple[str, int]] = []
+        together: list[tuple[str, str, int]] = []  # (as combined, as written, line)
         for pattern, line in self.patterns:
-            # Numbered back-references would point at the wrong group once combined.
-            if re.search(r"\\[1-9]|\(\?P=|\(\?P<", pattern):
+            # Group references would point at another alternative's groups once combined,
+            # and a verbose-mode comment would swallow the closing parenthesis of a scope.
+            if _KEEP_ALONE.search(pattern):
                 self.alone.append((re.compile(pattern), line))
             else:
-                together.append((_scope_flags(pattern), line))
+                together.append((_scope_flags(pattern), pattern, line))
         if together:
-            source = "|".join(f"(?P<r{i}>{pattern})" for i, (pattern, _) in enumerate(together))
+            source = "|".join(f"(?P<r{i}>{pattern})" for i, (pattern, _, _) in enumerate(together))
             try:
                 self.combined = re.compile(source)
-                self.combined_lines = [line for _, line in together]
+                self.combined_lines = [line for _, _, line in together]
             except re.error:  # e.g. the same group name in two patterns
-                self.alone.extend((re.compile(p), line) for p, line in together)
+                self.alone.extend((re.compile(written), line) for _, written, line in together)
         self.patterns = []
 
     def search(self, text: str) -> int | None:
@@ -92,6 +93,9 @@ class _Regexes:
             if compiled.search(text):
                 return line
         return None
+
+
+_KEEP_ALONE = re.compile(r"\\[1-9]|\(\?P=|\(\?P<|\(\?\(|^\(\?[aiLmsu]*x")
 
 
 def _scope_flags(pattern: str) -> str:

@@ -44,7 +44,8 @@ class LintBuilder(RuleSetBuilder):
         for action, host, mode, source in self.entries:
             key = (action, host, mode)
             if key in first:
-                found.duplicates.append(f"{source}: {host} is already listed at {first[key]}")
+                shown = host if mode == DOMAIN_AND_SUBDOMAINS else f"*.{host}"
+                found.duplicates.append(f"{source}: {shown} is already listed at {first[key]}")
                 continue
             first[key] = source
             if mode == DOMAIN_AND_SUBDOMAINS:

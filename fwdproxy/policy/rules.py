@@ -280,6 +280,9 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
             if "$" in line:
                 sink.skipped("adblock rule with options", number)
                 continue
+            if first == "/" or "^" in line:  # EasyList path rules such as /banner/*/img^
+                sink.skipped("adblock rule other than ||domain^ (options, paths, wildcards)", number)
+                continue
         tokens = line.split()
         if len(tokens) > 1:
             if is_list and (tokens[0] == known_address
