@@ -36,6 +36,10 @@ class LintBuilder(RuleSetBuilder):
         path = listed.path if listed is not None else "?"
         self.entries.append((action, host, mode, f"{path}:{line}"))
 
+    def domains(self, hosts: list[str], lines: list[int]) -> None:
+        for host, line in zip(hosts, lines, strict=True):
+            self.domain(host, DOMAIN_AND_SUBDOMAINS, line)
+
     def findings(self) -> LintFindings:
         """Same entry listed twice (in the same action), or covered by a broader entry."""
         found = LintFindings()

@@ -87,10 +87,17 @@ def check_regex(pattern: str) -> str | None:
     return None
 
 
+def _numeric_tail(name: str) -> bool:
+    """Does the last label of `name` (trailing dot ignored) start with a digit?"""
+    end = len(name) - 1 if name.endswith(".") else len(name)
+    return name[name.rfind(".", 0, end) + 1: end][:1].isdigit()
+
+
 def _host_or_address(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None]:
     """Canonical host of a list entry, and its address when it spells one. Raises BadRequest."""
-    # A name whose last character is a digit may be an IPv4 spelling: the slow path.
-    if _PLAIN_HOST.fullmatch(text) and not text.rstrip(".")[-1:].isdigit():
+    # A last label starting with a digit may be an IPv4 spelling (127.1, 0x7f.0xa): no
+    # top-level domain does, so only those take the slow path.
+    if _PLAIN_HOST.fullmatch(text) and not _numeric_tail(text):
         return (text[:-1] if text.endswith(".") else text), None
     return canonical_host(text)  # IDN, percent-escapes, numeric IPv4 spellings
 
@@ -185,7 +192,7 @@ def _hosts_line(tokens: list[str], sink: RuleSink, number: int) -> None:
         if name.startswith("#"):
             break
         lowered = name.lower()
-        if lowered in HOSTS_HOUSEKEEPING:
+        if lowered.rstrip(".") in HOSTS_HOUSEKEEPING:
             continue
         try:
             sink.domain(_host(lowered), DOMAIN_AND_SUBDOMAINS, number)
@@ -253,6 +260,9 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
         if first == "#":
             category = _LISTCATEGORY.match(line)
             if category is not None and category.group(1).strip():
+                if batch_hosts:  # the lines above keep the category they were under
+                    sink.domains(batch_hosts, batch_lines)
+                    batch_hosts, batch_lines = [], []
                 sink.set_category(category.group(1).strip(), number)
             continue
         if first == "!" or (first == "[" and _ADBLOCK_HEADER.fullmatch(line)):
@@ -291,9 +301,11 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
                 if len(tokens) == 2:
                     # The million-line case, "0.0.0.0 name", without the general loop.
                     name = tokens[1].lower()
-                    if (_PLAIN_HOST.fullmatch(name) and not name[-1].isdigit()
+                    if name[-1] == ".":
+                        name = name[:-1]
+                    if (_PLAIN_HOST.fullmatch(name) and not name[name.rfind(".") + 1].isdigit()
                             and name not in HOSTS_HOUSEKEEPING):
-                        batch_hosts.append(name[:-1] if name[-1] == "." else name)
+                        batch_hosts.append(name)
                         batch_lines.append(number)
                         if len(batch_hosts) >= _BATCH:
                             sink.domains(batch_hosts, batch_lines)
