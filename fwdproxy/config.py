@@ -151,6 +151,7 @@ class LoadedRules:
     block_template: str | None
     errors: tuple[str, ...]
     loaded_at: float
+    fingerprint: tuple[tuple[str, int, int], ...] = ()  # of the files, taken before reading
 
     @property
     def summary(self) -> str:
@@ -192,6 +193,7 @@ def load_rules(root: Path | None) -> LoadedRules:
     """
     if root is None:
         return LoadedRules(None, None, None, None, (), time.time())
+    fingerprint = rules_fingerprint(root)  # first: a change while reading shows next poll
     rules = load_rule_files(root)
     policies = None
     policy_path = root / POLICY_FILE
@@ -214,7 +216,8 @@ def load_rules(root: Path | None) -> LoadedRules:
             template = template_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{template_path}: cannot read: {exc}") from None
-    return LoadedRules(root, rules, policies, template, tuple(rules.errors), time.time())
+    return LoadedRules(root, rules, policies, template, tuple(rules.errors), time.time(),
+                       fingerprint)
 
 
 TOP_KEYS = {

@@ -77,6 +77,8 @@ class ServerContext:
     draining: bool = False
     idle_scopes: set[trio.CancelScope] = field(default_factory=set)
     reload_requested: trio.Event = field(default_factory=trio.Event)
+    # Set when a reload attempt (successful or not) ends; replaced by a fresh one.
+    reload_finished: trio.Event = field(default_factory=trio.Event)
 
     forward_settings: ForwardSettings = field(init=False)
 

@@ -178,7 +178,7 @@ async def serve(
         """Reload on request (SIGHUP) or when a rules file changes; the new set is built
         in a worker thread, off the event loop, and swapped in only if it loads."""
         root = config.rules
-        seen = await trio.to_thread.run_sync(rules_fingerprint, root)
+        seen = ctx.loaded.fingerprint
         while True:
             with trio.move_on_after(config.timeouts.rules_poll):
                 await ctx.reload_requested.wait()
@@ -187,15 +187,18 @@ async def serve(
             current = await trio.to_thread.run_sync(rules_fingerprint, root)
             if current == seen and not forced:
                 continue
-            seen = current
+            seen = current  # a broken set is retried when a file changes again
             try:
                 fresh = await trio.to_thread.run_sync(load_rules, root)
             except ConfigError as exc:
                 print(f"fwdproxy: reload failed, keeping the rules in force: {exc}",
                       file=sys.stderr, flush=True)
-                continue
-            ctx.swap_rules(fresh)
-            report_rules(fresh, "reloaded ")
+            else:
+                seen = fresh.fingerprint
+                ctx.swap_rules(fresh)
+                report_rules(fresh, "reloaded ")
+            finished, ctx.reload_finished = ctx.reload_finished, trio.Event()
+            finished.set()
 
     async def flush_log() -> None:
         while True:
