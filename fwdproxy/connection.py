@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -79,6 +81,8 @@ class ServerContext:
     reload_requested: trio.Event = field(default_factory=trio.Event)
     # Set when a reload attempt (successful or not) ends; replaced by a fresh one.
     reload_finished: trio.Event = field(default_factory=trio.Event)
+    # The time policy windows are checked against (tests inject a fixed one).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
 
     forward_settings: ForwardSettings = field(init=False)
 
@@ -365,6 +369,7 @@ class ClientConnection:
             ip=target.ip,
             path=path,
             url=url,
+            now=self.ctx.clock() if self.ctx.policy.policies is not None else None,
         )
         # One rule set for the whole request, even if a reload swaps in another meanwhile.
         policy = self.ctx.policy

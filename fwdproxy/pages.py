@@ -74,6 +74,7 @@ DEFAULT_BLOCK_TEMPLATE = """<!DOCTYPE html>
 <dt>Address</dt><dd><code>$url</code></dd>
 <dt>Category</dt><dd>$category</dd>
 <dt>Rule</dt><dd><code>$source</code> ($rule)</dd>
+<dt>Policy</dt><dd>$policy</dd>
 <dt>Your computer</dt><dd>$client</dd>
 <dt>Time</dt><dd>$time</dd>
 </dl>

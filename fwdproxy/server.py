@@ -14,7 +14,9 @@ import ipaddress
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import trio
 
@@ -101,6 +103,7 @@ async def serve(
     shutdown: trio.Event,
     listeners: list[trio.SocketListener] | None = None,
     loaded: LoadedRules | None = None,
+    clock: Callable[[], datetime] | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until `shutdown` is set, then drain and return.
@@ -113,6 +116,7 @@ async def serve(
         shutdown: set it to stop accepting, drain and return.
         listeners: already opened listeners (see `open_listeners`); opened here when None.
         loaded: the rules folder as read by `config.load_rules`; read here when None.
+        clock: the time policy.yaml windows are checked against (default: the real time).
 
     Raises:
         ConfigError: a listening address could not be bound (nothing was started).
@@ -130,6 +134,8 @@ async def serve(
     log = AccessLog(config.access_log)
     ctx = ServerContext(config=config, policy=policy, loaded=loaded, pool=pool, log=log, via=via,
                         own_names=own_host_names(via))
+    if clock is not None:
+        ctx.clock = clock
     active = 0
 
     async def run_handler(stream: trio.SocketStream) -> None:

@@ -195,12 +195,12 @@ async def start_proxy(
     """Start fwdproxy with the test config plus `overrides` (a key set to None is removed)."""
     proxies: list[Proxy] = []
 
-    async def start(**overrides: Any) -> Proxy:
+    async def start(clock: Callable[[], Any] | None = None, **overrides: Any) -> Proxy:
         log_path = tmp_path / f"access-{len(proxies)}.log"
         cfg = make_config(overrides, log_path)
         shutdown = trio.Event()
         running: Running = await nursery.start(
-            lambda task_status: serve(cfg, shutdown=shutdown, task_status=task_status)
+            lambda task_status: serve(cfg, shutdown=shutdown, clock=clock, task_status=task_status)
         )
         proxy = Proxy(running.bound[0].port, running, shutdown, log_path)
         proxies.append(proxy)

@@ -200,3 +200,37 @@ async def test_name_denied_by_name_stays_denied_when_no_address_allows_it(
     assert origin.requests == []
     [line] = [log_fields(line) for line in await settled_log(proxy)]
     assert (line["verdict"], line["source"]) == ("deny", "deny/ads.txt:1")
+
+
+async def test_policy_time_window_through_the_proxy(start_proxy, start_http_origin, tmp_path) -> None:
+    """policy.yaml through a real proxy, with the clock injected: staff may reach social
+    media at lunch on weekdays, not in the afternoon; the block page names the policy."""
+    from datetime import datetime, timezone
+
+    root = tmp_path / "rules-policy"
+    (root / "deny").mkdir(parents=True)
+    (root / "deny" / "social.txt").write_text("social.test\n")
+    (root / "policy.yaml").write_text(
+        "timezone: UTC\n"
+        "groups:\n  staff: [127.0.0.0/8]\n"
+        "policies:\n"
+        "  - name: staff-lunch\n    clients: [staff]\n"
+        "    when: {days: mon-fri, hours: '12:00-13:30'}\n    default: allow\n"
+        "  - name: staff\n    clients: [staff]\n    deny: [social]\n    default: allow\n"
+    )
+    now = [datetime(2026, 11, 25, 12, 15, tzinfo=timezone.utc)]  # a Wednesday, lunch
+    origin = await start_http_origin()
+    proxy = await start_proxy(clock=lambda: now[0], rules=str(root),
+                              hosts={"social.test": "127.0.0.1"})
+    url = f"http://social.test:{origin.port}/feed"
+    client = await HttpClient.connect(proxy.port)
+    response, _ = await client.get(url)
+    assert response.status_code == 200
+    await client.aclose()
+    now[0] = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)  # the afternoon
+    client = await HttpClient.connect(proxy.port)
+    response, body = await client.get(url)
+    assert response.status_code == 403
+    assert b"deny/social.txt:1" in body
+    assert b"<dd>staff</dd>" in body  # the policy that applied
+    await client.aclose()
