@@ -19,6 +19,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import statistics
@@ -82,6 +83,33 @@ def start_proxy(rules: Path, config: Path, cpu: str | None) -> tuple[subprocess.
             return process, int(match.group(1)), time.perf_counter() - started
     process.kill()
     raise SystemExit("fwdproxy did not start")
+
+
+def reload_memory(process: subprocess.Popen[str], times: int) -> dict[str, float | list[float]]:
+    """SIGHUP `times` times, each waited for ("reloaded" on stderr); resident memory after
+    each, and the peak, in MiB."""
+    assert process.stderr is not None
+    before = rss_kib(process.pid)
+    after: list[int] = []
+    for _ in range(times):
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stderr], [], [], deadline - time.monotonic())
+            if ready and "reloaded" in process.stderr.readline():
+                break
+        else:
+            raise SystemExit("no reload within the deadline")
+        after.append(rss_kib(process.pid))
+    peak = 0
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1])
+    return {
+        "reload_rss_before_mib": round(before / 1024, 1),
+        "reload_rss_after_each_mib": [round(a / 1024, 1) for a in after],
+        "reload_rss_peak_mib": round(peak / 1024, 1),
+    }
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -150,11 +178,12 @@ def main() -> int:
     parser.add_argument("--domains", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved wrk rounds per proxy")
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk round")
+    parser.add_argument("--reloads", type=int, default=5, help="SIGHUP reloads to measure")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     two_cores = (os.cpu_count() or 1) >= 2
     proxy_cpu, load_cpu = ("0", "1") if two_cores else (None, None)
-    figures: dict[str, float | int | str] = {"domains": args.domains, "date": time.strftime("%Y-%m-%d")}
+    figures: dict[str, float | int | str | list[float]] = {"domains": args.domains, "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory(prefix="fwdproxy-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx workers run as another user and must read www/
@@ -192,15 +221,21 @@ def main() -> int:
                 finally:
                     nginx.terminate()
                     nginx.wait(timeout=10)
+            figures.update(reload_memory(loaded, args.reloads))
         finally:
             stop(bare)
             stop(loaded)
     print("| figure | value |\n|---|---|")
     for key, value in figures.items():
         print(f"| {key} | {value} |")
+    reloads = figures["reload_rss_after_each_mib"]
+    assert isinstance(reloads, list)
     targets = [
         ("load <= 3 s", float(figures["load_s"]) <= 3.0),
         ("added memory <= 64 MiB", float(figures["rss_added_mib"]) <= 64.0),
+        # Reload after reload, memory comes back to where it was (+10% for allocator noise).
+        ("no growth reload after reload",
+         max(reloads) <= float(figures["reload_rss_before_mib"]) * 1.1),
     ]
     if "rps_ratio" in figures:
         targets.append(("throughput with list >= 0.95 x without", float(figures["rps_ratio"]) >= 0.95))
