@@ -45,7 +45,8 @@ def synthetic_domains(count: int, seed: int = SEED) -> list[str]:
     while len(names) < count:
         label = "".join(rng.choices(letters, k=rng.randint(4, 14)))
         sub = "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 6)))
-        names.add(f"{sub}.{label}.{rng.choice(TLDS)}" if rng.random() < 0.4 else f"{label}.{rng.choice(TLDS)}")
+        name = f"{label}.{rng.choice(TLDS)}"
+        names.add(f"{sub}.{name}" if rng.random() < 0.4 else name)
     return sorted(names)
 
 
@@ -174,7 +175,8 @@ def wrk(proxy_port: int, origin_port: int, workdir: Path, seconds: int, cpu: str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--domains", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved wrk rounds per proxy")
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk round")
@@ -183,7 +185,8 @@ def main() -> int:
     args = parser.parse_args()
     two_cores = (os.cpu_count() or 1) >= 2
     proxy_cpu, load_cpu = ("0", "1") if two_cores else (None, None)
-    figures: dict[str, float | int | str | list[float]] = {"domains": args.domains, "date": time.strftime("%Y-%m-%d")}
+    figures: dict[str, float | int | str | list[float]] = {
+        "domains": args.domains, "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory(prefix="fwdproxy-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx workers run as another user and must read www/
