@@ -17,6 +17,8 @@ category, relative to the including file, at most `MAX_INCLUDE_DEPTH` deep.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 from pathlib import Path
 
 from fwdproxy.policy.index import Action, RuleSet, RuleSetBuilder
@@ -110,3 +112,19 @@ def load_rule_files(root: Path, builder: RuleSetBuilder | None = None) -> RuleSe
     loader.load_action("allow")
     loader.load_action("deny")
     return loader.builder.build()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a replaced rule set back to the system.
+
+    A reload builds the new set in a worker thread, whose allocations glibc serves from a
+    per-thread arena that it does not shrink by itself: without this, resident memory
+    stayed 30-45 MiB higher after each reload of a million-entry list. Measured with
+    scripts/bench-rules. A no-op where the C library has no malloc_trim.
+    """
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library (glibc)
+    except (OSError, AttributeError):
+        return
+    trim(0)

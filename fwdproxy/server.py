@@ -24,6 +24,7 @@ from fwdproxy.accesslog import AccessLog, Exchange
 from fwdproxy.config import Config, Listen, LoadedRules, load_rules, rules_fingerprint
 from fwdproxy.connection import ServerContext, close_gracefully, handle, own_host_names, raw_error_response
 from fwdproxy.errors import ConfigError, ServiceUnavailable
+from fwdproxy.rulefiles import release_freed_memory
 from fwdproxy.target import IPAddress, canonical_address
 from fwdproxy.upstream import Pool
 
@@ -202,7 +203,9 @@ async def serve(
             else:
                 seen = fresh.fingerprint
                 ctx.swap_rules(fresh)
-                report_rules(fresh, "reloaded ")
+                del fresh  # requests in flight may still hold the old set; then it goes
+                await trio.to_thread.run_sync(release_freed_memory)
+                report_rules(ctx.loaded, "reloaded ")
             finished, ctx.reload_finished = ctx.reload_finished, trio.Event()
             finished.set()
 
