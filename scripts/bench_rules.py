@@ -236,10 +236,11 @@ def main() -> int:
     targets = [
         ("load <= 3 s", float(figures["load_s"]) <= 3.0),
         ("added memory <= 64 MiB", float(figures["rss_added_mib"]) <= 64.0),
-        # The first reload leaves allocator slack behind; after that, no growth (10% noise),
-        # and the whole stays within the 64 MiB budget over the bare proxy.
-        ("no growth reload after reload", max(reloads[1:] or reloads) <= reloads[0] * 1.1
-         if float(reloads[0]) > 0 else False),
+        # Reloads leave allocator slack that comes and goes; growth would show as the later
+        # reloads' peak above the earlier ones' (5% for noise). And it all stays within
+        # the 64 MiB budget over the bare proxy.
+        ("no growth reload after reload",
+         max(reloads[len(reloads) // 2:]) <= max(reloads[: max(1, len(reloads) // 2)]) * 1.05),
         ("after reloads, <= 64 MiB over the bare proxy",
          max(reloads) - float(figures["rss_bare_mib"]) <= 64.0),
     ]
