@@ -245,3 +245,18 @@ def test_second_signal_stops_at_once(start_proxy: StartProxy, http_origin: Origi
         with pytest.raises((ConnectionError, http.client.HTTPException)):
             pending.result(timeout=REQUEST_TIMEOUT)
         http_origin.slow_release.set()
+
+
+def test_sighup_reloads_the_rules(start_proxy: StartProxy, http_origin: Origin,
+                                  tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    (rules / "deny").mkdir(parents=True)
+    (rules / "deny" / "ads.txt").write_text("origin.test\n")
+    # Polling effectively off: only the signal can make it reload within the test.
+    proxy = start_proxy({"rules": str(rules), "timeouts": {"rules_poll": 3600}})
+    url = http_origin.url(f"/{FILE_NAME}")
+    assert fetch_through(proxy.port, url)[0] == 403
+    (rules / "deny" / "ads.txt").write_text("elsewhere.test\n")
+    proxy.send_signal(signal.SIGHUP)
+    proxy.wait_for_stderr(r"fwdproxy: reloaded rules from .*deny ads: 1", timeout=20)
+    assert fetch_through(proxy.port, url)[0] == 200
