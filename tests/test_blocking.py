@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from pathlib import Path
 
 import h11
@@ -205,7 +206,7 @@ async def test_name_denied_by_name_stays_denied_when_no_address_allows_it(
 async def test_policy_time_window_through_the_proxy(start_proxy, start_http_origin, tmp_path) -> None:
     """policy.yaml through a real proxy, with the clock injected: staff may reach social
     media at lunch on weekdays, not in the afternoon; the block page names the policy."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     root = tmp_path / "rules-policy"
     (root / "deny").mkdir(parents=True)
@@ -218,7 +219,7 @@ async def test_policy_time_window_through_the_proxy(start_proxy, start_http_orig
         "    when: {days: mon-fri, hours: '12:00-13:30'}\n    default: allow\n"
         "  - name: staff\n    clients: [staff]\n    deny: [social]\n    default: allow\n"
     )
-    now = [datetime(2026, 11, 25, 12, 15, tzinfo=timezone.utc)]  # a Wednesday, lunch
+    now = [datetime(2026, 11, 25, 12, 15, tzinfo=UTC)]  # a Wednesday, lunch
     origin = await start_http_origin()
     proxy = await start_proxy(clock=lambda: now[0], rules=str(root),
                               hosts={"social.test": "127.0.0.1"})
@@ -227,7 +228,7 @@ async def test_policy_time_window_through_the_proxy(start_proxy, start_http_orig
     response, _ = await client.get(url)
     assert response.status_code == 200
     await client.aclose()
-    now[0] = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)  # the afternoon
+    now[0] = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # the afternoon
     client = await HttpClient.connect(proxy.port)
     response, body = await client.get(url)
     assert response.status_code == 403
