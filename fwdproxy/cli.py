@@ -56,7 +56,7 @@ def _raise_file_limit() -> None:
 async def run(cfg: config.Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal stops at once."""
     shutdown = trio.Event()
-    loaded = load_rules(cfg.rules)
+    loaded = load_rules(cfg.rules, cfg.auth)
     # Bound before any task starts, so that a port in use is a plain ConfigError.
     listeners = await open_listeners(cfg.listen)
     report_rules(loaded)

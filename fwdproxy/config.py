@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
+from fwdproxy.auth import Htpasswd, parse_htpasswd
 from fwdproxy.errors import ConfigError
+from fwdproxy.pac import pac_script
 from fwdproxy.policy import Policy, PortRange
 from fwdproxy.policy.engine import IPNetwork
 from fwdproxy.policy.index import RuleSet
@@ -95,6 +97,26 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """``auth:``: proxy authentication against an htpasswd file."""
+
+    htpasswd: Path
+    realm: str = "fwdproxy"
+    exempt: tuple[IPNetwork, ...] = ()  # clients that need no password
+
+
+@dataclass(frozen=True, slots=True)
+class PacSettings:
+    """``pac:``: what /proxy.pac and /wpad.dat tell browsers."""
+
+    proxies: tuple[str, ...] = ()         # in failover order; empty: this proxy itself
+    direct_domains: tuple[str, ...] = ()  # reached without the proxy, with subdomains
+
+
+LOG_FORMATS = ("fwdproxy", "squid", "combined", "json")
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     """One listening address; host None binds every interface (IPv4 and IPv6)."""
 
@@ -121,6 +143,9 @@ class Config:
     hosts: Mapping[str, tuple[IPAddress, ...]] = field(default_factory=dict)
     via: str | None = None
     access_log: Path | None = None
+    access_log_format: str = "fwdproxy"
+    auth: AuthSettings | None = None
+    pac: PacSettings = PacSettings()
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 
@@ -152,6 +177,7 @@ class LoadedRules:
     errors: tuple[str, ...]
     loaded_at: float
     fingerprint: tuple[tuple[str, int, int], ...] = ()  # of the files, taken before reading
+    htpasswd: Htpasswd | None = None  # the users of `auth:`, reloaded with the rules
 
     @property
     def summary(self) -> str:
@@ -166,23 +192,36 @@ class LoadedRules:
                 + (f"; {len(self.errors)} problems" if self.errors else ""))
 
 
-def rules_fingerprint(root: Path | None) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of every file under the rules folder: changes when any does."""
-    if root is None:
-        return ()
+def rules_fingerprint(root: Path | None,
+                      extra: tuple[Path, ...] = ()) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every file under the rules folder and of `extra` files (the
+    htpasswd file): changes when any of them does."""
+    paths: list[str] = [str(p) for p in extra]
+    if root is not None:
+        for folder, _dirs, files in os.walk(root):
+            paths.extend(os.path.join(folder, name) for name in files)
     found: list[tuple[str, int, int]] = []
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            try:
-                info = os.stat(path)
-            except OSError:
-                continue
-            found.append((path, info.st_mtime_ns, info.st_size))
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        found.append((path, info.st_mtime_ns, info.st_size))
     return tuple(sorted(found))
 
 
-def load_rules(root: Path | None) -> LoadedRules:
+def load_htpasswd(auth: AuthSettings | None) -> Htpasswd | None:
+    """The users of `auth:`. Raises ConfigError (file unreadable, or no usable user)."""
+    if auth is None:
+        return None
+    try:
+        text = auth.htpasswd.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"auth.htpasswd: cannot read {auth.htpasswd}: {exc}") from None
+    return parse_htpasswd(text, path=str(auth.htpasswd))
+
+
+def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRules:
     """Read the rules folder: lists, policy.yaml and the block-page template.
 
     Malformed list lines are reported in `errors` and skipped; the rest loads.
@@ -191,9 +230,12 @@ def load_rules(root: Path | None) -> LoadedRules:
         ConfigError: policy.yaml is invalid (file:line) or the template is unreadable; a
             half-understood policy must not run.
     """
+    extra = (auth.htpasswd,) if auth is not None else ()
+    fingerprint = rules_fingerprint(root, extra)  # first: a change while reading shows next
+    htpasswd = load_htpasswd(auth)
     if root is None:
-        return LoadedRules(None, None, None, None, (), time.time())
-    fingerprint = rules_fingerprint(root)  # first: a change while reading shows next poll
+        return LoadedRules(None, None, None, None, htpasswd.skipped if htpasswd else (),
+                           time.time(), fingerprint, htpasswd)
     rules = load_rule_files(root)
     policies = None
     policy_path = root / POLICY_FILE
@@ -216,13 +258,14 @@ def load_rules(root: Path | None) -> LoadedRules:
             template = template_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{template_path}: cannot read: {exc}") from None
-    return LoadedRules(root, rules, policies, template, tuple(rules.errors), time.time(),
-                       fingerprint)
+    problems = tuple(rules.errors) + (htpasswd.skipped if htpasswd is not None else ())
+    return LoadedRules(root, rules, policies, template, problems, time.time(), fingerprint,
+                       htpasswd)
 
 
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
-    "access_log", "timeouts", "limits",
+    "access_log", "auth", "pac", "timeouts", "limits",
 }
 
 
@@ -318,6 +361,40 @@ def _parse_section(cls: type[Any], value: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def _only_keys(value: dict[str, Any], known: set[str], where: str) -> None:
+    for key in value:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+
+
+def _auth(value: Any, where: str) -> AuthSettings:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping with htpasswd, realm, exempt")
+    _only_keys(value, {"htpasswd", "realm", "exempt"}, where)
+    if value.get("htpasswd") is None:
+        raise ConfigError(f"{where}: htpasswd (the password file) is required")
+    realm = str(value.get("realm", "fwdproxy"))
+    if not realm.isprintable():
+        raise ConfigError(f"{where}.realm: must be printable text")
+    exempt = tuple(parse_network(v, f"{where}.exempt[{i}]")
+                   for i, v in enumerate(_as_list(value.get("exempt", []), f"{where}.exempt")))
+    return AuthSettings(Path(str(value["htpasswd"])).expanduser(), realm, exempt)
+
+
+def _pac(value: Any, where: str) -> PacSettings:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping with proxies, direct_domains")
+    _only_keys(value, {"proxies", "direct_domains"}, where)
+    proxies = tuple(str(v) for v in _as_list(value.get("proxies", []), f"{where}.proxies"))
+    domains = tuple(str(v) for v in _as_list(value.get("direct_domains", []),
+                                             f"{where}.direct_domains"))
+    try:  # the same validation the served script gets, now rather than per request
+        pac_script(proxies=proxies or ("localhost:8080",), direct_domains=domains)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+    return PacSettings(proxies, domains)
+
+
 def _deny_list(value: Any, where: str) -> tuple[tuple[IPNetwork, ...], bool]:
     networks: list[IPNetwork] = []
     deny_local = False
@@ -386,7 +463,20 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
                 raise ConfigError(f"{where}: {value!r} must be one ASCII token (no spaces or commas)")
             changes["via"] = text
         elif key == "access_log":
-            changes["access_log"] = Path(str(value)).expanduser()
+            if isinstance(value, dict):
+                _only_keys(value, {"path", "format"}, where)
+                fmt = str(value.get("format", "fwdproxy"))
+                if fmt not in LOG_FORMATS:
+                    raise ConfigError(f"{where}.format: {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
+                changes["access_log_format"] = fmt
+                if value.get("path") is not None:
+                    changes["access_log"] = Path(str(value["path"])).expanduser()
+            else:
+                changes["access_log"] = Path(str(value)).expanduser()
+        elif key == "auth":
+            changes["auth"] = _auth(value, where)
+        elif key == "pac":
+            changes["pac"] = _pac(value, where)
         elif key == "timeouts":
             changes["timeouts"] = replace(config.timeouts, **_parse_section(Timeouts, value, where))
         elif key == "limits":

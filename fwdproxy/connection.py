@@ -9,6 +9,7 @@ Exactly one access-log line is written per request or tunnel, in `finally`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
@@ -22,8 +23,17 @@ import h11
 import trio
 
 from fwdproxy.accesslog import AccessLog, Exchange
+from fwdproxy.auth import (
+    CredentialCache,
+    FailureThrottle,
+    challenge,
+    dummy_hash,
+    parse_basic,
+    verify_password,
+)
 from fwdproxy.config import Config, LoadedRules
 from fwdproxy.errors import (
+    AuthRequired,
     BadGateway,
     BadRequest,
     ConnectionLost,
@@ -34,6 +44,7 @@ from fwdproxy.errors import (
     MethodNotAllowed,
     NotFound,
     RequestTimeout,
+    ServiceUnavailable,
 )
 from fwdproxy.forward import (
     ForwardSettings,
@@ -43,6 +54,7 @@ from fwdproxy.forward import (
 )
 from fwdproxy.h11_stream import RECEIVE_SIZE, H11Stream
 from fwdproxy.headers import get_header, has_our_via
+from fwdproxy.pac import PAC_CONTENT_TYPE, pac_script
 from fwdproxy.pages import block_page, error_page, info_page
 from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.resolver import LocalAddresses, resolve
@@ -83,6 +95,8 @@ class ServerContext:
     reload_finished: trio.Event = field(default_factory=trio.Event)
     # The time policy windows are checked against (tests inject a fixed one).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
+    credentials: CredentialCache = field(default_factory=CredentialCache)
+    throttle: FailureThrottle = field(default_factory=FailureThrottle)
 
     forward_settings: ForwardSettings = field(init=False)
 
@@ -100,6 +114,7 @@ class ServerContext:
         the old set or the new one, never a mix; requests in flight keep theirs."""
         self.policy = self.policy.with_rules(loaded.rules, loaded.policies)
         self.loaded = loaded
+        self.credentials.clear()  # a changed password must not stay accepted
 
     def begin_drain(self) -> None:
         """Stop taking new requests: idle keep-alive connections close now."""
@@ -141,6 +156,8 @@ def extra_headers(exc: FwdproxyError) -> list[tuple[bytes, bytes]]:
         headers.append((b"x-fwdproxy-decision", decision.encode("ascii", "replace")))
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", exc.allow.encode()))
+    if isinstance(exc, AuthRequired):
+        headers.extend(challenge(exc.realm))
     return headers
 
 
@@ -349,6 +366,8 @@ class ClientConnection:
                 "this is a proxy: send requests with an absolute URL (http://host/path), "
                 "or CONNECT host:port for HTTPS, and configure it as your client's proxy"
             )
+        user = await self._authenticate(request, target) if self.config.auth is not None else None
+        exchange.user = user
         if has_our_via(request.headers, self.ctx.via):
             raise LoopDetected(f"the request already passed through this proxy ({self.ctx.via})",
                                host=target.authority)
@@ -369,6 +388,7 @@ class ClientConnection:
             ip=target.ip,
             path=path,
             url=url,
+            user=user,
             now=self.ctx.clock() if self.ctx.policy.policies is not None else None,
         )
         # One rule set for the whole request, even if a reload swaps in another meanwhile.
@@ -383,6 +403,46 @@ class ClientConnection:
             await self._tunnel(target, facts, decision, exchange)
         else:
             await self._forward(request, target, facts, decision, exchange)
+
+    # -- authentication ----------------------------------------------------------------
+
+    async def _authenticate(self, request: h11.Request, target: Target) -> str | None:
+        """The user the request authenticates as, or None for an exempt client.
+
+        Raises:
+            AuthRequired: no credentials, wrong ones, or too many failures from here.
+        """
+        auth = self.config.auth
+        assert auth is not None
+        if any(self.client_ip in network for network in auth.exempt):
+            return None
+        header = get_header(request.headers, b"proxy-authorization")
+        if header is None:
+            raise AuthRequired("this proxy needs a user name and password", realm=auth.realm,
+                               host=target.authority)
+        now = trio.current_time()
+        user = self.ctx.credentials.get(header, now)
+        if user is not None:
+            return user
+        client = str(self.client_ip)
+        if not self.ctx.throttle.allowed(client, now):
+            raise AuthRequired("too many failed attempts from this address; try again later",
+                               realm=auth.realm, host=target.authority)
+        users = self.ctx.loaded.htpasswd.users if self.ctx.loaded.htpasswd is not None else {}
+        parsed = parse_basic(header)
+        name, password = parsed if parsed is not None else ("", "")
+        stored = users.get(name)
+        # An unknown user still costs one bcrypt check, so timing does not tell users apart.
+        reference = stored if stored is not None else dummy_hash()
+        ok = await trio.to_thread.run_sync(verify_password, reference, password)
+        if not (ok and stored is not None and parsed is not None):
+            # The same wrong header retried on parallel connections counts once.
+            self.ctx.throttle.failed(client, now, header)
+            raise AuthRequired("wrong user name or password", realm=auth.realm,
+                               host=target.authority)
+        self.ctx.throttle.succeeded(client)
+        self.ctx.credentials.put(header, name, now)
+        return name
 
     # -- destinations ------------------------------------------------------------------
 
@@ -505,13 +565,36 @@ class ClientConnection:
         path = target.path.split(b"?", 1)[0]
         if request.method not in (b"GET", b"HEAD"):
             raise MethodNotAllowed("the proxy's own pages answer GET and HEAD only")
-        if path != b"/":
-            raise NotFound(f"the proxy has no page at {path.decode('latin-1')}")
         local = f"[{self.local_ip}]" if self.local_ip.version == 6 else str(self.local_ip)
-        body = info_page(f"{local}:{self.local_port}")
+        address = f"{local}:{self.local_port}"
+        if path == b"/":
+            body, content_type = info_page(address), "text/html; charset=utf-8"
+        elif path == b"/healthz":
+            # For load balancers (HAProxy's option httpchk): up, and not shutting down.
+            if self.ctx.draining:
+                raise ServiceUnavailable("shutting down")
+            body, content_type = b"ok\n", "text/plain; charset=utf-8"
+        elif path in (b"/proxy.pac", b"/wpad.dat"):
+            # The address the browser reached us by (a name, usually) is the one it can use.
+            own = address
+            host_value = get_header(request.headers, b"host")
+            if host_value is not None:
+                with contextlib.suppress(BadRequest):
+                    name, port = parse_host_header(host_value)
+                    own = f"[{name}]:{port or self.local_port}" if ":" in name else \
+                        f"{name}:{port or self.local_port}"
+            pac = self.config.pac
+            try:
+                script = pac_script(proxies=pac.proxies or (own,), direct_domains=pac.direct_domains)
+            except ValueError:  # a Host we cannot vouch for: name the address instead
+                script = pac_script(proxies=pac.proxies or (address,),
+                                    direct_domains=pac.direct_domains)
+            body, content_type = script.encode(), PAC_CONTENT_TYPE
+        else:
+            raise NotFound(f"the proxy has no page at {path.decode('latin-1')}")
         exchange.status = 200
         await self.http.send(h11.Response(status_code=200, headers=[
-            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-type", content_type.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-store"),
         ]))

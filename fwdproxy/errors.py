@@ -58,6 +58,22 @@ class Forbidden(FwdproxyError):
         self.policy = policy
 
 
+class AuthRequired(FwdproxyError):
+    """Proxy authentication is required and was missing or wrong (RFC 9110 §15.5.8).
+
+    Args:
+        realm: the realm to name in Proxy-Authenticate.
+    """
+
+    status = 407
+    title = "Proxy authentication required"
+    verdict = "auth"
+
+    def __init__(self, detail: str, *, realm: str, host: str | None = None) -> None:
+        super().__init__(detail, host=host)
+        self.realm = realm
+
+
 class NotFound(FwdproxyError):
     """A page of the proxy's own that does not exist."""
 

@@ -123,7 +123,7 @@ async def serve(
         ConfigError: a listening address could not be bound (nothing was started).
     """
     if loaded is None:
-        loaded = load_rules(config.rules)
+        loaded = load_rules(config.rules, config.auth)
     if listeners is None:
         listeners = await open_listeners(config.listen)
     bound = [_bound(listener) for listener in listeners]
@@ -185,18 +185,19 @@ async def serve(
         """Reload on request (SIGHUP) or when a rules file changes; the new set is built
         in a worker thread, off the event loop, and swapped in only if it loads."""
         root = config.rules
+        watched = (config.auth.htpasswd,) if config.auth is not None else ()
         seen = ctx.loaded.fingerprint
         while True:
             with trio.move_on_after(config.timeouts.rules_poll):
                 await ctx.reload_requested.wait()
             forced = ctx.reload_requested.is_set()
             ctx.reload_requested = trio.Event()
-            current = await trio.to_thread.run_sync(rules_fingerprint, root)
+            current = await trio.to_thread.run_sync(rules_fingerprint, root, watched)
             if current == seen and not forced:
                 continue
             seen = current  # a broken set is retried when a file changes again
             try:
-                fresh = await trio.to_thread.run_sync(load_rules, root)
+                fresh = await trio.to_thread.run_sync(load_rules, root, config.auth)
             except ConfigError as exc:
                 print(f"fwdproxy: reload failed, keeping the rules in force: {exc}",
                       file=sys.stderr, flush=True)
@@ -218,7 +219,7 @@ async def serve(
         async with trio.open_nursery() as system:
             system.start_soon(pool.run)
             system.start_soon(flush_log)
-            if config.rules is not None:
+            if config.rules is not None or config.auth is not None:
                 system.start_soon(watch_rules)
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as acceptors:

@@ -18,6 +18,7 @@ STATUSES: dict[type[FwdproxyError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.MethodNotAllowed: 405,
+    errors.AuthRequired: 407,
     errors.RequestTimeout: 408,
     errors.HeadTooLarge: 431,
     errors.BadGateway: 502,
@@ -40,6 +41,8 @@ def defined_error_classes() -> set[type[FwdproxyError]]:
 def make(cls: type[FwdproxyError], detail: str, host: str | None = None) -> FwdproxyError:
     if cls is errors.Forbidden:
         return errors.Forbidden(detail, source="config:clients", host=host)
+    if cls is errors.AuthRequired:
+        return errors.AuthRequired(detail, realm="office", host=host)
     return cls(detail, host=host)
 
 
