@@ -1,23 +1,94 @@
-"""The access log: one `Exchange` record per request or tunnel, and the one function that
-writes it.
+"""The access log: one `Exchange` record per request or tunnel, the formats that render it,
+and the writer that gets the lines out without ever making the proxy wait.
 
-Format, one line each, fields separated by spaces, values without spaces except the last:
-``TIME CLIENT METHOD URL STATUS up=BYTES down=BYTES DURATIONms VERDICT SOURCE "DETAIL"``.
+Formats, by the name the configuration gives (see `FORMATS`), one line per exchange:
+
+- ``fwdproxy`` (`format_line`): ``TIME CLIENT METHOD URL STATUS up=BYTES down=BYTES
+  DURATIONms VERDICT SOURCE "DETAIL"``; the verdict and the deciding rule are its point.
+- ``squid`` (`format_squid`): Squid's native access.log, the one its ``logformat squid``
+  defines as ``%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt``, which log
+  analysers (calamaris, sarg, GoAccess's SQUID format) read.
+- ``combined`` (`format_combined`): Apache/NCSA combined, as ``%h %l %u %t "%r" %>s %b
+  "%{Referer}i" "%{User-Agent}i"`` writes it.
+- ``json`` (`format_json`): one JSON object per line, with every field of the record.
+
+Every format keeps one record on one line: control characters, spaces and quotes in values
+the client chose are escaped the way that format's readers expect. The squid line is stamped
+with the end of the exchange, as Squid stamps it; the others with its start.
+
+Writing (`AccessLog`): `write()` formats the line and appends it to a list, nothing else; no
+system call is made per request. `flush()` (the server calls it every second and at shutdown;
+`write()` calls it too once 64 KiB are waiting) writes the list out in one go. The output
+never blocks the event loop: a file is opened with O_APPEND (so other writers and a
+truncating logrotate never make us overwrite lines) and O_NONBLOCK (so a FIFO cannot stall
+us); stderr, and any pipe, socket or terminal, is written only while poll() reports it
+writable, at most PIPE_BUF bytes per write(): a pipe reports writable only with at least
+that much room, so such a write never waits for the reader. What cannot be written stays
+buffered for the next flush; past `MAX_BUFFER_LINES` lines or `MAX_BUFFER_BYTES` bytes new
+lines are dropped and counted, and the count is reported on stderr after the next flush that
+empties the buffer. Nothing here raises for an output that is full, closed or failing.
+
+stderr is never set non-blocking: O_NONBLOCK belongs to the open file description, which a
+dup() shares, so setting it would also make Python's own prints to stderr (tracebacks
+included) fail with BlockingIOError, and it would leak to the shell or supervisor that
+handed us the descriptor.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
+import json
+import os
+import select
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+
+# write() flushes early once this much is waiting: one default Linux pipe's capacity, a few
+# hundred requests' lines; the 1 s timer flushes everything smaller.
+FLUSH_BYTES = 64 * 1024
+# While the output cannot take lines, this many stay buffered before new ones are dropped:
+# a minute or so of a busy proxy's lines, for a reader that stalls and comes back...
+MAX_BUFFER_LINES = 10_000
+# ...and at most this much memory, should the lines be long (URLs of many kilobytes).
+MAX_BUFFER_BYTES = 4 * 1024 * 1024
+
+FILE_MODE = 0o666  # what open(path, "a") used; the umask narrows it
 
 
 @dataclass
 class Exchange:
-    """What happened to one request or tunnel, filled in as it goes."""
+    """What happened to one request or tunnel, filled in by `connection.py` as it goes.
+
+    The first group is filled today. The optional group feeds the squid, combined and json
+    formats; each defaults to "unknown", which every format renders as ``-`` (null in json).
+
+    Attributes:
+        client: the client's IP address.
+        started: wall-clock `time.time()` when the request began.
+        method: the request method; ``-`` when no request was read.
+        url: the request target as a URL; ``host:port`` for CONNECT; ``-`` when none.
+        status: the status sent to the client; 0 when nothing was answered.
+        bytes_up: bytes received from the client, headers included.
+        bytes_down: bytes sent to the client, headers included.
+        verdict: ``allow``, ``deny``, ``own-page`` or an error's verdict.
+        source: the deciding rule or setting, e.g. ``deny/ads.txt:12``.
+        detail: one sentence on what happened.
+        user: the authenticated proxy user, when proxy authentication named one.
+        upstream_address: the origin IP the request was forwarded or tunnelled to, set as
+            soon as the upstream connection is open (or taken from the pool); None when no
+            upstream was contacted.
+        content_type: the Content-Type of the response sent to the client (the origin's for
+            forwarded responses, ours for the proxy's own pages).
+        referer: the request's Referer header.
+        user_agent: the request's User-Agent header.
+        http_version: the request's HTTP version, e.g. ``1.1`` or ``1.0``.
+        category: the category of the rule that decided (e.g. ``ads``), when one did.
+        answered_by_proxy: True when the proxy itself sent the response head (an error
+            page, a denial, a 407, its own info page) rather than relaying an origin's.
+    """
 
     client: str
     started: float  # wall-clock time.time()
@@ -29,45 +100,417 @@ class Exchange:
     verdict: str = "-"
     source: str = "-"
     detail: str = ""
+    user: str | None = None
+    upstream_address: str | None = None
+    content_type: str | None = None
+    referer: str | None = None
+    user_agent: str | None = None
+    http_version: str = "1.1"
+    category: str | None = None
+    answered_by_proxy: bool = False
 
 
-def format_line(exchange: Exchange, now: float) -> str:
-    """The log line for `exchange` (without the newline)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(exchange.started))
-    millis = int((exchange.started % 1) * 1000)
-    duration = max(0, round((now - exchange.started) * 1000))
-    detail = exchange.detail.replace("\\", "\\\\").replace('"', '\\"')
-    detail = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in detail)
-    url = "".join(c if 32 < ord(c) < 127 else f"%{ord(c):02X}" for c in exchange.url)
-    return (
-        f"{stamp}.{millis:03d}Z {exchange.client} {exchange.method} {url} "
-        f"{exchange.status or '-'} up={exchange.bytes_up} down={exchange.bytes_down} "
-        f"{duration}ms {exchange.verdict} {exchange.source} \"{detail}\""
+# -- escaping --------------------------------------------------------------------------
+
+
+def _char_bytes(char: str) -> bytes:
+    # Request text is decoded as latin-1, so a character below 256 stands for that byte.
+    return char.encode("latin-1") if ord(char) < 256 else char.encode("utf-8")
+
+
+def _percent(text: str, also: str = "") -> str:
+    """`text` with spaces, controls, non-ASCII and the characters in `also` %-encoded."""
+    return "".join(
+        c if 32 < ord(c) < 127 and c not in also else "".join(f"%{b:02X}" for b in _char_bytes(c))
+        for c in text
     )
 
 
-class AccessLog:
-    """Writes access-log lines to stderr, or appends them to a file.
+def _url(url: str) -> str:
+    """A URL as one space-free token; a ``%`` already in it stays (it is an escape)."""
+    return _percent(url)
 
-    A file is written through a buffer flushed by `flush()`, which the server calls every
-    second, so requests do not each pay for a write system call.
+
+def _token(value: str | None) -> str:
+    """A value as one space- and quote-free token that decodes back unambiguously (like
+    Squid's %-encoded user names); ``-`` when absent."""
+    return _percent(value, also='%"') if value else "-"
+
+
+def _quoted(text: str) -> str:
+    r"""Apache's log escaping inside "...": ``\"``, ``\\``, and ``\xhh`` for other bytes
+    outside printable ASCII, so a value can neither end its field nor the line."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif 32 <= ord(c) < 127:
+            out.append(c)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in _char_bytes(c)))
+    return "".join(out)
+
+
+def _utc_stamp(moment: float) -> str:
+    """ISO 8601 UTC with milliseconds: ``2024-03-01T12:34:56.250Z``."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
+    return f"{stamp}.{int((moment % 1) * 1000):03d}Z"
+
+
+def _duration_ms(exchange: Exchange, now: float) -> int:
+    return max(0, round((now - exchange.started) * 1000))
+
+
+# -- the formats -----------------------------------------------------------------------
+
+
+def format_line(exchange: Exchange, now: float) -> str:
+    """The ``fwdproxy`` line for `exchange` (without the newline)."""
+    detail = exchange.detail.replace("\\", "\\\\").replace('"', '\\"')
+    detail = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in detail)
+    return (
+        f"{_utc_stamp(exchange.started)} {exchange.client} {exchange.method} {_url(exchange.url)} "
+        f"{exchange.status or '-'} up={exchange.bytes_up} down={exchange.bytes_down} "
+        f"{_duration_ms(exchange, now)}ms {exchange.verdict} {exchange.source} \"{detail}\""
+    )
+
+
+def squid_action(exchange: Exchange) -> str:
+    """Squid's result code (``%Ss``) for what happened to `exchange`.
+
+    TCP_MISS: relayed from the origin (and the proxy's own pages: fetched, not cached).
+    TCP_TUNNEL: a CONNECT tunnel was opened. TCP_DENIED: refused by policy (403) or for
+    authentication (407). TAG_NONE: another error the proxy answered itself. NONE_NONE:
+    nothing was answered (status 000).
     """
+    if exchange.status == 0:
+        return "NONE_NONE"
+    if exchange.answered_by_proxy:
+        if exchange.status in (403, 407):
+            return "TCP_DENIED"
+        if exchange.status >= 400:
+            return "TAG_NONE"
+        return "TCP_MISS"
+    if exchange.method == "CONNECT":
+        return "TCP_TUNNEL"
+    return "TCP_MISS"
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path
-        self._file: TextIO = sys.stderr if path is None else open(path, "a", encoding="utf-8")  # noqa: SIM115
 
-    def write(self, exchange: Exchange) -> None:
-        """Log one finished exchange."""
-        # A full disk or a closed stderr must not take the proxy down.
-        with contextlib.suppress(OSError, ValueError):
-            self._file.write(format_line(exchange, time.time()) + "\n")
+def format_squid(exchange: Exchange, now: float) -> str:
+    """The Squid native line: ``time.ms elapsed client action/code size method URL user
+    hierarchy/peer type``, the time being the end of the exchange, as Squid logs it."""
+    # Squid prints the time and the elapsed milliseconds truncated, not rounded; going
+    # through whole microseconds first keeps 0.123 from printing as .122.
+    seconds, micros = divmod(round(now * 1_000_000), 1_000_000)
+    elapsed = max(0, round((now - exchange.started) * 1_000_000) // 1000)
+    upstream = exchange.upstream_address
+    hierarchy = f"HIER_DIRECT/{upstream}" if upstream else "HIER_NONE/-"
+    # %mt is the media type alone: Squid drops the parameters (``; charset=...``).
+    media_type = (exchange.content_type or "").split(";", 1)[0].strip()
+    return (
+        f"{seconds:9d}.{micros // 1000:03d} {elapsed:6d} {_token(exchange.client)} "
+        f"{squid_action(exchange)}/{exchange.status:03d} {exchange.bytes_down} "
+        f"{_token(exchange.method)} {_url(exchange.url)} {_token(exchange.user)} "
+        f"{hierarchy} {_token(media_type)}"
+    )
 
-    def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._file.flush()
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _clf_time(moment: float) -> str:
+    """``25/Nov/2026:11:18:33 +0000``, in UTC; the month in English whatever the locale."""
+    t = time.gmtime(moment)
+    return (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000")
+
+
+def format_combined(exchange: Exchange, now: float) -> str:
+    """The Apache/NCSA combined line: ``client - user [time] "request" status bytes
+    "referer" "user-agent"``, the time being the start of the exchange, as Apache logs it.
+
+    Absent values are ``-``, as Apache and Squid's own ``combined`` write them: the request
+    line when none was read, the status when nothing was answered, and the size when no
+    byte was sent (CLF's ``%b``).
+    """
+    del now  # the combined format has no duration field
+    request = "-"
+    if exchange.method != "-":
+        request = f"{exchange.method} {_url(exchange.url)} HTTP/{exchange.http_version}"
+    return (
+        f"{_token(exchange.client)} - {_token(exchange.user)} [{_clf_time(exchange.started)}] "
+        f"\"{_quoted(request)}\" {exchange.status or '-'} {exchange.bytes_down or '-'} "
+        f"\"{_quoted(exchange.referer or '-')}\" \"{_quoted(exchange.user_agent or '-')}\""
+    )
+
+
+def format_json(exchange: Exchange, now: float) -> str:
+    """One JSON object; absent values are null, never ``-``, and the output is pure ASCII."""
+
+    def given(value: str) -> str | None:
+        return None if value == "-" else value
+
+    record = {
+        "time": _utc_stamp(exchange.started),
+        "client": given(exchange.client),
+        "user": exchange.user,
+        "method": given(exchange.method),
+        "url": given(exchange.url),
+        "status": exchange.status or None,
+        "bytes_up": exchange.bytes_up,
+        "bytes_down": exchange.bytes_down,
+        "duration_ms": _duration_ms(exchange, now),
+        "verdict": given(exchange.verdict),
+        "source": given(exchange.source),
+        "category": exchange.category,
+        "detail": exchange.detail,
+        "upstream": exchange.upstream_address,
+        "content_type": exchange.content_type,
+        "referer": exchange.referer,
+        "user_agent": exchange.user_agent,
+    }
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+
+
+Formatter = Callable[[Exchange, float], str]
+
+FORMATS: dict[str, Formatter] = {
+    "fwdproxy": format_line,
+    "squid": format_squid,
+    "combined": format_combined,
+    "json": format_json,
+}
+
+
+def formatter(fmt: str) -> Formatter:
+    """The function that renders format `fmt`.
+
+    Raises:
+        ValueError: `fmt` is not one of `FORMATS`.
+    """
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown access-log format {fmt!r}; use one of: {', '.join(FORMATS)}") from None
+
+
+def format_record(exchange: Exchange, now: float, fmt: str) -> str:
+    """The line (without the newline) for `exchange` in format `fmt`, at time `now`.
+
+    Raises:
+        ValueError: `fmt` is not one of `FORMATS`.
+    """
+    return formatter(fmt)(exchange, now)
+
+
+# -- the writer ------------------------------------------------------------------------
+
+
+class _Output:
+    """One descriptor we own, written without ever waiting for a reader."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        # A regular file takes a write at once or fails (ENOSPC); a pipe, socket or terminal
+        # makes the writer wait for its reader, so it gets only what poll() says fits now.
+        self._poll: select.poll | None = None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            self._poll = select.poll()
+            self._poll.register(fd, select.POLLOUT)
+
+    @classmethod
+    def open_file(cls, path: Path) -> _Output:
+        """Raises OSError (a FIFO nobody reads gives ENXIO rather than waiting)."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path, flags, FILE_MODE)
+        try:
+            return cls(fd)
+        except OSError:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def stderr(cls) -> _Output | None:
+        """A descriptor of our own on stderr (closing it leaves fd 2 alone); None if fd 2
+        is closed."""
+        try:
+            fd = os.dup(2)
+        except OSError:
+            return None
+        try:
+            return cls(fd)
+        except OSError:
+            os.close(fd)
+            return None
+
+    def write_some(self, data: bytes) -> tuple[int, OSError | None]:
+        """Write as much of `data` as the output takes now.
+
+        Returns:
+            how many leading bytes were written, and the error that stopped the writing
+            (None when the output was merely full, or took everything).
+        """
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(data):
+                end = len(data)
+                if self._poll is not None:
+                    if not self._poll.poll(0):
+                        break  # full: poll() says a write would wait
+                    # Up to PIPE_BUF bytes fit once poll() said writable; whole lines when
+                    # they do, so that another writer's lines do not land inside ours.
+                    end = min(end, written + select.PIPE_BUF)
+                    cut = data.rfind(b"\n", written, end)
+                    if end < len(data) and cut >= 0:
+                        end = cut + 1
+                count = os.write(self.fd, view[written:end])
+                if count == 0:
+                    break
+                written += count
+        except BlockingIOError:
+            pass  # an O_NONBLOCK descriptor (a FIFO we opened) that is full
+        except OSError as exc:
+            return written, exc
+        return written, None
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class AccessLog:
+    """Buffers access-log lines and writes them to a file, or to stderr.
+
+    Args:
+        path: the file to append to; None for stderr.
+        fmt: one of `FORMATS`.
+
+    Raises:
+        ValueError: `fmt` is unknown.
+        OSError: the file cannot be opened (at startup, so a bad path fails early).
+    """
+
+    def __init__(self, path: Path | None = None, fmt: str = "fwdproxy") -> None:
+        self.path = path
+        self.fmt = fmt
+        self._format = formatter(fmt)
+        self._output: _Output | None = _Output.stderr() if path is None else _Output.open_file(path)
+        self._notices: _Output | None = self._output if path is None else None
+        self._lines: list[bytes] = []  # a partly written line stays at the front as its tail
+        self._count = 0  # lines in _lines (or in its tail)
+        self._size = 0  # bytes in _lines
+        self._dropped = 0  # lines dropped and not yet reported
+        self._failing: str | None = None  # why the output took less than everything, if so
+        self._closed = False
+
+    @property
+    def target(self) -> str:
+        return "stderr" if self.path is None else str(self.path)
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped since the last report of drops."""
+        return self._dropped
+
+    def write(self, exchange: Exchange) -> None:
+        """Log one finished exchange: format it and buffer the line. No system call,
+        unless `FLUSH_BYTES` are now waiting for an output that was taking lines."""
+        if self._closed:
+            return
+        if self._count >= MAX_BUFFER_LINES or self._size >= MAX_BUFFER_BYTES:
+            self._dropped += 1
+            return
+        line = (self._format(exchange, time.time()) + "\n").encode("utf-8", "backslashreplace")
+        self._lines.append(line)
+        self._count += 1
+        self._size += len(line)
+        if self._size >= FLUSH_BYTES and self._failing is None:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write out the buffered lines, as far as the output takes them now; never raises,
+        never waits. What is left stays buffered for the next flush."""
+        if self._closed:
+            return
+        if self._lines:
+            if self._output is None and self.path is not None:
+                self._open()  # the last reopen() failed: try again
+            if self._output is None:
+                if self.path is None:  # there is no stderr: nothing can ever be written
+                    self._dropped += self._count
+                    self._clear()
+                return
+            data = b"".join(self._lines)
+            written, error = self._output.write_some(data)
+            if written < len(data):
+                rest = data[written:]
+                self._lines, self._size, self._count = [rest], len(rest), rest.count(b"\n")
+                self._failed(str(error) if error is not None else "the output is full")
+                return
+            self._clear()
+        self._failing = None
+        if self._dropped:
+            lines = "line was" if self._dropped == 1 else "lines were"
+            if self._notify(f"access log {self.target}: {self._dropped} {lines} dropped while "
+                            "the log could not take them"):
+                self._dropped = 0
+
+    def reopen(self) -> None:
+        """Close the file and open the same path again (SIGUSR1, after logrotate renamed
+        it): lines buffered so far go to the old file, later ones to a new file at `path`.
+        For stderr it only flushes. Never raises: if the path cannot be opened, lines are
+        held (then dropped) and the open is retried at each flush."""
         self.flush()
-        if self.path is not None:
-            self._file.close()
+        if self._closed or self.path is None:
+            return
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        self._open()
+
+    def close(self) -> None:
+        """Flush and close; lines the output still cannot take are counted as dropped."""
+        if self._closed:
+            return
+        self.flush()
+        if self._count:
+            self._dropped += self._count
+            self._clear()
+            self.flush()  # reports the drops, if stderr takes it
+        self._closed = True
+        if self._notices is not None and self._notices is not self._output:
+            self._notices.close()
+        if self._output is not None:
+            self._output.close()
+        self._output = self._notices = None
+
+    # -- internals
+
+    def _clear(self) -> None:
+        self._lines, self._size, self._count = [], 0, 0
+
+    def _open(self) -> None:
+        assert self.path is not None
+        try:
+            self._output = _Output.open_file(self.path)
+        except OSError as exc:
+            self._failed(str(exc))
+
+    def _failed(self, reason: str) -> None:
+        """Note that the output took less than everything; say so once per episode (on
+        stderr, when the log is a file: a full stderr could not take the notice anyway)."""
+        if self._failing is None and self.path is not None:
+            self._notify(f"access log {self.path}: cannot write ({reason}); holding up to "
+                         f"{MAX_BUFFER_LINES} lines in memory, then dropping them")
+        self._failing = reason
+
+    def _notify(self, message: str) -> bool:
+        """Print one line on stderr without waiting; True if it was written whole."""
+        if self._notices is None:
+            self._notices = _Output.stderr()
+            if self._notices is None:
+                return False
+        data = f"fwdproxy: {message}\n".encode("utf-8", "backslashreplace")
+        written, _error = self._notices.write_some(data)
+        return written == len(data)

@@ -60,7 +60,8 @@ async def run(cfg: config.Config) -> None:
     # Bound before any task starts, so that a port in use is a plain ConfigError.
     listeners = await open_listeners(cfg.listen)
     report_rules(loaded)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                   signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(task_status: trio.TaskStatus[Running]) -> None:
@@ -73,6 +74,9 @@ async def run(cfg: config.Config) -> None:
             print(f"fwdproxy {__version__} listening on {where}", file=sys.stderr, flush=True)
             async for signum in signals:
                 name = signal.Signals(signum).name
+                if signum == signal.SIGUSR1:  # logrotate moved the file: open it anew
+                    running.context.log.reopen()
+                    continue
                 if signum == signal.SIGHUP:
                     print("fwdproxy: SIGHUP: reloading the rules", file=sys.stderr, flush=True)
                     running.context.request_reload()

@@ -197,6 +197,7 @@ def _note_error(exchange: Exchange, exc: FwdproxyError) -> None:
     exchange.status = exc.status
     exchange.verdict = exc.verdict
     exchange.source = getattr(exc, "source", exchange.source)
+    exchange.category = getattr(exc, "category", None)
     exchange.detail = exc.detail
 
 
@@ -251,6 +252,8 @@ class ClientConnection:
     async def _refuse(self, exc: FwdproxyError, exchange: Exchange) -> None:
         """Answer without h11 (nothing read yet, or h11 refused the request) and close."""
         _note_error(exchange, exc)
+        exchange.answered_by_proxy = True
+        exchange.content_type = "text/html; charset=utf-8"
         try:
             await self.stream.send_all(raw_error_response(exc))
             await close_gracefully(self.stream)
@@ -291,6 +294,8 @@ class ClientConnection:
         _note_error(exchange, exc)
         try:
             if self.http.can_respond:
+                exchange.answered_by_proxy = True
+                exchange.content_type = "text/html; charset=utf-8"
                 body = self._error_body(exc)
                 headers = [
                     (b"content-type", b"text/html; charset=utf-8"),
@@ -332,6 +337,12 @@ class ClientConnection:
         exchange = self._exchange()
         exchange.method = request.method.decode("ascii", "replace")
         exchange.url = request.target.decode("ascii", "replace")
+        exchange.http_version = request.http_version.decode("ascii", "replace")
+        for name, value in request.headers:
+            if name == b"referer":
+                exchange.referer = value.decode("latin-1")
+            elif name == b"user-agent":
+                exchange.user_agent = value.decode("latin-1")
         up_before, down_before = counted
         try:
             await self._dispatch(request, exchange)
@@ -498,6 +509,7 @@ class ClientConnection:
                 upstream = Upstream(stream, H11Stream(stream, h11.CLIENT,
                                     max_head_bytes=self.config.limits.max_head_bytes), key, address)
             reusable = False
+            exchange.upstream_address = str(upstream.address)
             try:
                 reusable = await forward(self.ctx.forward_settings, self.http, request, target,
                                          upstream, exchange)
@@ -526,7 +538,8 @@ class ClientConnection:
                 break
             if type(event) is h11.ConnectionClosed:
                 raise ConnectionLost("the client closed during CONNECT")
-        stream, _address = await self._open(target, facts, decision)
+        stream, address = await self._open(target, facts, decision)
+        exchange.upstream_address = str(address)
         try:
             exchange.status = 200
             await self.http.send(h11.Response(status_code=200, headers=[],
@@ -593,6 +606,8 @@ class ClientConnection:
         else:
             raise NotFound(f"the proxy has no page at {path.decode('latin-1')}")
         exchange.status = 200
+        exchange.answered_by_proxy = True
+        exchange.content_type = content_type
         await self.http.send(h11.Response(status_code=200, headers=[
             (b"content-type", content_type.encode()),
             (b"content-length", str(len(body)).encode()),

@@ -244,6 +244,9 @@ class _ResponseRelay:
             elif kind is h11.Response:
                 assert isinstance(event, h11.Response)
                 self.exchange.status = event.status_code
+                for name, value in event.headers:
+                    if name == b"content-type":
+                        self.exchange.content_type = value.decode("latin-1")
                 self._queue(h11.Response(
                     status_code=event.status_code,
                     reason=event.reason,

@@ -132,7 +132,7 @@ async def serve(
     limits = config.limits
     pool = Pool(max_idle=limits.pool_max_idle, max_idle_per_host=limits.pool_max_idle_per_host,
                 idle_timeout=limits.pool_idle)
-    log = AccessLog(config.access_log)
+    log = AccessLog(config.access_log, config.access_log_format)
     ctx = ServerContext(config=config, policy=policy, loaded=loaded, pool=pool, log=log, via=via,
                         own_names=own_host_names(via))
     if clock is not None:
@@ -155,6 +155,7 @@ async def serve(
         exchange = Exchange(client="-", started=time.time(), status=refusal.status,
                             verdict=refusal.verdict, source="config:limits.max_connections",
                             detail=refusal.detail)
+        exchange.answered_by_proxy = True
         try:
             exchange.client = stream.socket.getpeername()[0]
             await stream.send_all(raw_error_response(refusal))

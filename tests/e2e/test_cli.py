@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -260,3 +261,35 @@ def test_sighup_reloads_the_rules(start_proxy: StartProxy, http_origin: Origin,
     proxy.send_signal(signal.SIGHUP)
     proxy.wait_for_stderr(r"fwdproxy: reloaded rules from .*deny ads: 1", timeout=20)
     assert fetch_through(proxy.port, url)[0] == 200
+
+
+def _wait_for_text(path: Path, needle: str, timeout: float = 5.0) -> str:
+    """The file's text once it holds `needle`; the proxy writes its log out every second,
+    so this polls, bounded by `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        if needle in text or time.monotonic() >= deadline:
+            return text
+        time.sleep(0.05)
+
+
+def test_sigusr1_reopens_the_access_log(start_proxy: StartProxy, http_origin: Origin,
+                                        tmp_path: Path) -> None:
+    """logrotate's convention: the file is renamed, then SIGUSR1 makes the proxy open a
+    new one; the renamed file keeps what was written before."""
+    log = tmp_path / "rotating.log"
+    proxy = start_proxy({"access_log": {"path": str(log), "format": "squid"}})
+    url = http_origin.url(f"/{FILE_NAME}")
+    assert fetch_through(proxy.port, url)[0] == 200
+    assert " TCP_MISS/200 " in _wait_for_text(log, "TCP_MISS/200")
+    rotated = tmp_path / "rotating.log.1"
+    log.rename(rotated)
+    proxy.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while not log.exists() and time.monotonic() < deadline:  # reopening creates the file
+        time.sleep(0.02)
+    assert log.exists(), "SIGUSR1 did not reopen the access log"
+    assert fetch_through(proxy.port, url)[0] == 200
+    assert " TCP_MISS/200 " in _wait_for_text(log, "TCP_MISS/200")
+    assert len(rotated.read_text().splitlines()) == 1
