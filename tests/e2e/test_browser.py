@@ -171,3 +171,36 @@ def test_browser_https_page_through_proxy(
     assert "served over TLS" in result.stdout
     assert "/tls.html" in [r.path for r in tls_origin.requests]
     proxy.wait_for_log("CONNECT", tls_origin.authority, 200)
+
+
+def test_browser_uses_the_proxys_own_pac_file(
+    start_proxy, http_origin: Origin, site: Path, tmp_path: Path
+) -> None:
+    """Chromium configured only with --proxy-pac-url pointing at the proxy's /proxy.pac.
+
+    The generated PAC sends everything but direct domains to the proxy (no DIRECT
+    fallback), so this proxy denies every name but *.test by policy: Chromium's own
+    background requests are refused by name and never make the proxy resolve anything.
+    """
+    browser = find_chromium()
+    rules = tmp_path / "rules"
+    (rules / "allow").mkdir(parents=True)
+    (rules / "allow" / "lab.txt").write_text("test\n")
+    (rules / "policy.yaml").write_text(
+        "policies:\n  - name: lab\n    clients: [127.0.0.0/8]\n    default: deny\n")
+    proxy = start_proxy({"rules": str(rules)})
+    (site / "pac-page.html").write_text("<!DOCTYPE html><p id=s>through the PAC</p>")
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+        f"--proxy-pac-url=http://127.0.0.1:{proxy.port}/proxy.pac",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--dump-dom", http_origin.url("/pac-page.html"),
+    ]
+    result = subprocess.run(command, env=client_env(), capture_output=True, text=True,
+                            timeout=BROWSER_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+    assert "through the PAC" in result.stdout
+    assert "/pac-page.html" in [r.path for r in http_origin.requests]
+    proxy.wait_for_log("GET", "/proxy.pac", 200)  # Chromium fetched it directly
+    proxy.wait_for_log("GET", http_origin.url("/pac-page.html"), 200)
