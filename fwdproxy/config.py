@@ -122,6 +122,7 @@ class Listen:
 
     host: str | None
     port: int
+    proxy_protocol: bool = False  # expects HAProxy's PROXY header from trusted_proxies
 
     def __str__(self) -> str:
         if self.host is None:
@@ -146,6 +147,7 @@ class Config:
     access_log_format: str = "fwdproxy"
     auth: AuthSettings | None = None
     pac: PacSettings = PacSettings()
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # may send PROXY protocol headers
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 
@@ -265,12 +267,21 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
 
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
-    "access_log", "auth", "pac", "timeouts", "limits",
+    "access_log", "auth", "pac", "trusted_proxies", "timeouts", "limits",
 }
 
 
-def parse_listen(value: str, where: str) -> Listen:
-    """``8080``, ``127.0.0.1:8080``, ``[::1]:8080``, ``*:8080`` or ``localhost:8080``."""
+def parse_listen(value: Any, where: str) -> Listen:
+    """``8080``, ``127.0.0.1:8080``, ``[::1]:8080``, ``*:8080`` or ``localhost:8080``, or
+    a mapping ``{address: "0.0.0.0:3128", proxy_protocol: true}``."""
+    if isinstance(value, dict):
+        _only_keys(value, {"address", "proxy_protocol"}, where)
+        if value.get("address") is None:
+            raise ConfigError(f"{where}: address is required")
+        flag = value.get("proxy_protocol", False)
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{where}.proxy_protocol: expected true or false")
+        return replace(parse_listen(value["address"], f"{where}.address"), proxy_protocol=flag)
     text = str(value).strip()
     host: str | None
     if text.startswith("["):
@@ -475,13 +486,21 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
                 changes["access_log"] = Path(str(value)).expanduser()
         elif key == "auth":
             changes["auth"] = _auth(value, where)
+        elif key == "trusted_proxies":
+            items = _as_list(value, where)
+            changes["trusted_proxies"] = tuple(
+                parse_network(v, f"{where}[{i}]") for i, v in enumerate(items))
         elif key == "pac":
             changes["pac"] = _pac(value, where)
         elif key == "timeouts":
             changes["timeouts"] = replace(config.timeouts, **_parse_section(Timeouts, value, where))
         elif key == "limits":
             changes["limits"] = replace(config.limits, **_parse_section(Limits, value, where))
-    return replace(config, **changes)
+    result = replace(config, **changes)
+    if any(item.proxy_protocol for item in result.listen) and not result.trusted_proxies:
+        raise ConfigError(f"{source}: listen: proxy_protocol needs trusted_proxies (the load "
+                          "balancers' addresses): otherwise anyone could claim any address")
+    return result
 
 
 def load(

@@ -22,6 +22,7 @@ from typing import Any
 import h11
 import trio
 
+from fwdproxy import proxyproto
 from fwdproxy.accesslog import AccessLog, Exchange
 from fwdproxy.auth import (
     CredentialCache,
@@ -201,13 +202,22 @@ def _note_error(exchange: Exchange, exc: FwdproxyError) -> None:
     exchange.detail = exc.detail
 
 
-async def handle(stream: trio.SocketStream, ctx: ServerContext) -> None:
-    """Serve one client connection until it closes; never raises for client misbehaviour."""
+async def handle(stream: trio.SocketStream, ctx: ServerContext, *,
+                 proxy_protocol: bool = False) -> None:
+    """Serve one client connection until it closes; never raises for client misbehaviour.
+
+    Args:
+        stream: the accepted connection.
+        ctx: what all connections share.
+        proxy_protocol: the listener expects a PROXY protocol header first.
+    """
     try:
         try:
             connection = ClientConnection(stream, ctx)
         except OSError:
             return  # reset before we looked at it
+        if proxy_protocol and not await connection.read_proxy_header():
+            return
         await connection.run()
     finally:
         with trio.CancelScope(shield=True):
@@ -227,6 +237,39 @@ class ClientConnection:
         self.local_ip = _address_of(local)
         self.local_port = int(local[1])
         self.http = H11Stream(stream, h11.SERVER, max_head_bytes=self.config.limits.max_head_bytes)
+
+    async def read_proxy_header(self) -> bool:
+        """Take the real client from a PROXY protocol header (HAProxy in front).
+
+        Returns:
+            False when the connection was refused: not from `trusted_proxies`, or no
+            valid header within the header timeout.
+        """
+        peer = self.client_ip
+        exchange = self._exchange()
+        if not any(peer in network for network in self.config.trusted_proxies):
+            await self._refuse(Forbidden(f"{peer} may not send PROXY protocol headers",
+                                         source="config:trusted_proxies"), exchange)
+            return False
+        data = b""
+        try:
+            with trio.fail_after(self.config.timeouts.header):
+                while (header := proxyproto.parse(data)) is None:
+                    chunk = await self.stream.receive_some(RECEIVE_SIZE)
+                    if not chunk:
+                        return False
+                    data += chunk
+        except (proxyproto.ProxyHeaderError, trio.TooSlowError) as exc:
+            detail = str(exc) if isinstance(exc, ValueError) else "no PROXY protocol header in time"
+            await self._refuse(BadRequest(detail), exchange)
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return False
+        if header.client is not None:  # LOCAL (health checks) and UNKNOWN keep the peer
+            self.client_ip = header.client
+        self.http.prime(data[header.length:])
+        self.http.bytes_received += len(data) - header.length  # the client's own bytes
+        return True
 
     async def run(self) -> None:
         verdict = self.ctx.policy.admit(self.client_ip)

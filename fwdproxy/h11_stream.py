@@ -138,6 +138,15 @@ class H11Stream:
         except _TRANSPORT_ERRORS as exc:
             raise ConnectionLost(f"receive failed: {exc}") from exc
         self.bytes_received += len(data)
+        if not data:
+            self.conn.receive_data(b"")  # EOF
+            return
+        self.prime(data)
+
+    def prime(self, data: bytes | bytearray) -> None:
+        """Hand h11 bytes that were read before it (after a PROXY protocol header)."""
+        if not data:
+            return
         if self._strict and self.conn.their_state is h11.IDLE:
             self._head += data
         self.conn.receive_data(bytes(data))

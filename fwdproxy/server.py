@@ -61,17 +61,27 @@ class Bound:
         return f"[{self.address}]:{self.port}" if self.address.version == 6 else f"{self.address}:{self.port}"
 
 
-async def open_listeners(listen: tuple[Listen, ...]) -> list[trio.SocketListener]:
+class Listeners(list[trio.SocketListener]):
+    """Bound listeners, and which of them expect a PROXY protocol header first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proxy_protocol: list[bool] = []
+
+
+async def open_listeners(listen: tuple[Listen, ...]) -> Listeners:
     """Bind every configured address, or none.
 
     Raises:
         ConfigError: naming the address that could not be bound and why.
     """
-    listeners: list[trio.SocketListener] = []
+    listeners = Listeners()
     try:
         for item in listen:
             try:
-                listeners.extend(await trio.open_tcp_listeners(item.port, host=item.host))
+                opened = await trio.open_tcp_listeners(item.port, host=item.host)
+                listeners.extend(opened)
+                listeners.proxy_protocol.extend([item.proxy_protocol] * len(opened))
             except OSError as exc:
                 reason = exc.strerror or str(exc)
                 if exc.errno == errno.EADDRINUSE:
@@ -102,7 +112,7 @@ async def serve(
     config: Config,
     *,
     shutdown: trio.Event,
-    listeners: list[trio.SocketListener] | None = None,
+    listeners: Listeners | None = None,
     loaded: LoadedRules | None = None,
     clock: Callable[[], datetime] | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
@@ -139,11 +149,11 @@ async def serve(
         ctx.clock = clock
     active = 0
 
-    async def run_handler(stream: trio.SocketStream) -> None:
+    async def run_handler(stream: trio.SocketStream, proxy_protocol: bool) -> None:
         nonlocal active
         active += 1
         try:
-            await handle(stream, ctx)
+            await handle(stream, ctx, proxy_protocol=proxy_protocol)
         except Exception:  # a bug must cost one connection, never the proxy
             print("fwdproxy: internal error in a connection handler:", file=sys.stderr)
             traceback.print_exc()
@@ -165,7 +175,8 @@ async def serve(
         finally:
             log.write(exchange)
 
-    async def accept_loop(listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+    async def accept_loop(listener: trio.SocketListener, handlers: trio.Nursery,
+                          proxy_protocol: bool) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -180,7 +191,7 @@ async def serve(
             if active >= limits.max_connections:
                 handlers.start_soon(refuse_overload, stream)
             else:
-                handlers.start_soon(run_handler, stream)
+                handlers.start_soon(run_handler, stream, proxy_protocol)
 
     async def watch_rules() -> None:
         """Reload on request (SIGHUP) or when a rules file changes; the new set is built
@@ -224,8 +235,9 @@ async def serve(
                 system.start_soon(watch_rules)
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as acceptors:
-                    for listener in listeners:
-                        acceptors.start_soon(accept_loop, listener, handlers)
+                    for listener, proxy_protocol in zip(listeners, listeners.proxy_protocol,
+                                                        strict=True):
+                        acceptors.start_soon(accept_loop, listener, handlers, proxy_protocol)
                     task_status.started(Running(bound, ctx))
                     await shutdown.wait()
                     acceptors.cancel_scope.cancel()
