@@ -9,6 +9,7 @@ link-local (cloud metadata), multicast, unspecified or own-machine destinations.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import os
@@ -18,11 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
 from fwdproxy.auth import Htpasswd, parse_htpasswd
-from fwdproxy.errors import ConfigError
+from fwdproxy.errors import BadRequest, ConfigError
 from fwdproxy.pac import pac_script
 from fwdproxy.policy import Policy, PortRange
 from fwdproxy.policy.engine import IPNetwork
@@ -113,6 +115,20 @@ class PacSettings:
     direct_domains: tuple[str, ...] = ()  # reached without the proxy, with subdomains
 
 
+@dataclass(frozen=True, slots=True)
+class ParentProxy:
+    """``upstream:``: a parent proxy that every request goes through, but `direct` ones."""
+
+    host: str                        # canonical host or address text
+    port: int
+    authorization: bytes | None      # the Proxy-Authorization value for the parent
+    direct: tuple[str, ...] = ()     # domains (and their subdomains) reached directly
+
+    def carries(self, host: str) -> bool:
+        """Does a request for canonical `host` go through the parent?"""
+        return not any(host == d or host.endswith("." + d) for d in self.direct)
+
+
 LOG_FORMATS = ("fwdproxy", "squid", "combined", "json")
 
 
@@ -148,6 +164,7 @@ class Config:
     auth: AuthSettings | None = None
     pac: PacSettings = PacSettings()
     trusted_proxies: tuple[IPNetwork, ...] = ()  # may send PROXY protocol headers
+    upstream: ParentProxy | None = None
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 
@@ -267,7 +284,7 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
 
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
-    "access_log", "auth", "pac", "trusted_proxies", "timeouts", "limits",
+    "access_log", "auth", "pac", "trusted_proxies", "upstream", "timeouts", "limits",
 }
 
 
@@ -392,6 +409,30 @@ def _auth(value: Any, where: str) -> AuthSettings:
     return AuthSettings(Path(str(value["htpasswd"])).expanduser(), realm, exempt)
 
 
+def _upstream(value: Any, where: str) -> ParentProxy:
+    """``http://[user:pass@]host:port``, or ``{url: ..., direct: [domains]}``."""
+    direct: list[str] = []
+    if isinstance(value, dict):
+        _only_keys(value, {"url", "direct"}, where)
+        direct = [str(d) for d in _as_list(value.get("direct", []), f"{where}.direct")]
+        value = value.get("url")
+    parsed = urlsplit(str(value or ""))
+    if parsed.scheme != "http" or not parsed.hostname:
+        raise ConfigError(f"{where}: {value!r} is not http://[user:pass@]host:port")
+    try:
+        port = parsed.port or 3128
+        host, _ = canonical_host(parsed.hostname if ":" not in parsed.hostname
+                                 else f"[{parsed.hostname}]")
+        domains = tuple(canonical_host(d.lstrip("."))[0] for d in direct)
+    except (ValueError, BadRequest) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    authorization = None
+    if parsed.username is not None:
+        credentials = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}"
+        authorization = b"Basic " + base64.b64encode(credentials.encode())
+    return ParentProxy(host, port, authorization, domains)
+
+
 def _pac(value: Any, where: str) -> PacSettings:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a mapping with proxies, direct_domains")
@@ -486,6 +527,8 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
                 changes["access_log"] = Path(str(value)).expanduser()
         elif key == "auth":
             changes["auth"] = _auth(value, where)
+        elif key == "upstream":
+            changes["upstream"] = _upstream(value, where)
         elif key == "trusted_proxies":
             items = _as_list(value, where)
             changes["trusted_proxies"] = tuple(

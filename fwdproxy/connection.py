@@ -32,7 +32,7 @@ from fwdproxy.auth import (
     parse_basic,
     verify_password,
 )
-from fwdproxy.config import Config, LoadedRules
+from fwdproxy.config import Config, LoadedRules, ParentProxy
 from fwdproxy.errors import (
     AuthRequired,
     BadGateway,
@@ -449,7 +449,10 @@ class ClientConnection:
         policy = self.ctx.policy
         verdict = policy.decide(facts)
         exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
-        if not verdict.allowed and verdict.final:
+        parent = self.config.upstream
+        # Through a parent the addresses are never seen here, so nothing can lift it later.
+        if not verdict.allowed and (verdict.final or (parent is not None
+                                                      and parent.carries(target.host))):
             raise forbidden(verdict, target)
         # Not final: address rules may still lift or confirm it once the host is resolved.
         decision = Decision(policy, verdict, exchange)
@@ -540,22 +543,30 @@ class ClientConnection:
 
     async def _forward(self, request: h11.Request, target: Target, facts: RequestFacts,
                        decision: Decision, exchange: Exchange) -> None:
-        key = ("http", target.host, target.port)
+        parent = self.config.upstream
+        via_parent = parent is not None and parent.carries(target.host)
+        key = ("parent", parent.host, parent.port) if via_parent and parent else (
+            "http", target.host, target.port)
         upstream = self.ctx.pool.take(key)
-        if upstream is not None and self._address_verdict_denial(facts, decision,
-                                                                 upstream.address, target):
+        if upstream is not None and not via_parent and self._address_verdict_denial(
+                facts, decision, upstream.address, target):
             await upstream.aclose()
             upstream = None
         for _attempt in range(2):
             if upstream is None:
-                stream, address = await self._open(target, facts, decision)
+                if via_parent and parent is not None:
+                    stream, address = await self._open_parent(parent)
+                else:
+                    stream, address = await self._open(target, facts, decision)
                 upstream = Upstream(stream, H11Stream(stream, h11.CLIENT,
                                     max_head_bytes=self.config.limits.max_head_bytes), key, address)
             reusable = False
             exchange.upstream_address = str(upstream.address)
             try:
-                reusable = await forward(self.ctx.forward_settings, self.http, request, target,
-                                         upstream, exchange)
+                reusable = await forward(
+                    self.ctx.forward_settings, self.http, request, target, upstream, exchange,
+                    parent_authorization=parent.authorization if parent else None,
+                    via_parent=via_parent)
             except RetryOnNewConnection:
                 await upstream.aclose()
                 upstream = None
@@ -581,14 +592,22 @@ class ClientConnection:
                 break
             if type(event) is h11.ConnectionClosed:
                 raise ConnectionLost("the client closed during CONNECT")
-        stream, address = await self._open(target, facts, decision)
+        parent = self.config.upstream
+        from_parent = b""
+        if parent is not None and parent.carries(target.host):
+            stream, address = await self._open_parent(parent)
+        else:
+            stream, address = await self._open(target, facts, decision)
         exchange.upstream_address = str(address)
         try:
+            if parent is not None and parent.carries(target.host):
+                from_parent = await self._connect_through_parent(stream, parent, target)
             exchange.status = 200
             await self.http.send(h11.Response(status_code=200, headers=[],
                                               reason=b"Connection established"))
             early = self.http.conn.trailing_data[0]
             result = await relay(self.stream, stream, client_initial=early,
+                                 upstream_initial=from_parent,
                                  idle_timeout=self.config.timeouts.tunnel_idle)
             # The early bytes were counted when h11 read them; relay() counts them again.
             exchange.bytes_up += result.bytes_up - len(early)
@@ -597,6 +616,48 @@ class ClientConnection:
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+
+    # -- a parent proxy -----------------------------------------------------------------
+
+    async def _open_parent(self, parent: ParentProxy) -> tuple[trio.SocketStream, IPAddress]:
+        """Connect to the configured parent (trusted by configuration: no address policy)."""
+        literal = None
+        with contextlib.suppress(ValueError):
+            literal = canonical_address(ipaddress.ip_address(parent.host))
+        addresses = await resolve(parent.host, parent.port, literal=literal,
+                                  hosts=self.config.hosts, timeout=self.config.timeouts.dns)
+        return await connect(addresses, parent.port, timeout=self.config.timeouts.connect,
+                             host=f"parent proxy {parent.host}")
+
+    async def _connect_through_parent(self, stream: trio.SocketStream, parent: ParentProxy,
+                                      target: Target) -> bytes:
+        """CONNECT to `target` through the parent; the bytes it sent past its 200.
+
+        Raises:
+            BadGateway, GatewayTimeout: the parent refused, failed or stayed silent.
+        """
+        http = H11Stream(stream, h11.CLIENT, max_head_bytes=self.config.limits.max_head_bytes)
+        headers = [(b"host", target.authority.encode())]
+        if parent.authorization is not None:
+            headers.append((b"proxy-authorization", parent.authorization))
+        timeout = self.config.timeouts.upstream_read
+        try:
+            with trio.fail_after(timeout):
+                await http.send(h11.Request(method=b"CONNECT", target=target.authority.encode(),
+                                            headers=headers))
+                await http.send(h11.EndOfMessage())
+                response = await http.next_event()
+        except trio.TooSlowError:
+            raise GatewayTimeout(f"the parent proxy {parent.host} did not answer in {timeout:g} s",
+                                 host=target.authority) from None
+        except ConnectionLost as exc:
+            raise BadGateway(f"the parent proxy {parent.host} failed: {exc}",
+                             host=target.authority) from exc
+        if not isinstance(response, h11.Response) or not 200 <= response.status_code < 300:
+            status = getattr(response, "status_code", "no response")
+            raise BadGateway(f"the parent proxy {parent.host} refused the tunnel ({status})",
+                             host=target.authority)
+        return http.conn.trailing_data[0]
 
     # -- the proxy's own pages ---------------------------------------------------------
 

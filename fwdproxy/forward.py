@@ -80,8 +80,12 @@ def has_body(request: h11.Request) -> bool:
 
 
 async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Request,
-                  target: Target, upstream: Upstream, exchange: Exchange) -> bool:
+                  target: Target, upstream: Upstream, exchange: Exchange, *,
+                  parent_authorization: bytes | None = None, via_parent: bool = False) -> bool:
     """Send `request` to `upstream` and relay the response to `client`.
+
+    With `via_parent`, `upstream` is a parent proxy: the request keeps its absolute form
+    and carries `parent_authorization` as its Proxy-Authorization.
 
     Returns:
         True when `upstream` is clean and may be pooled for another request.
@@ -104,8 +108,14 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
         while client.conn.their_state is h11.SEND_BODY:
             await client.next_event()
     retryable = upstream.reused and bodiless
+    request_target = target.path
+    if via_parent:
+        request_target = f"http://{target.host_header}".encode() + target.path
+        if parent_authorization is not None:
+            headers.append((b"proxy-authorization", parent_authorization))
     try:
-        await origin.send(h11.Request(method=request.method, target=target.path, headers=headers))
+        await origin.send(h11.Request(method=request.method, target=request_target,
+                                      headers=headers))
         if bodiless:
             await origin.send(h11.EndOfMessage())
     except ConnectionLost as exc:
