@@ -74,6 +74,8 @@ from fwdproxy.upstream import Pool, Upstream, connect
 # (and this many bytes) to stop, so that its unread bytes do not turn our close into a
 # reset that destroys the page before the client reads it.
 LINGER_SECONDS = 2.0
+# The proxy's own pages that answer whatever the Host header names.
+WELL_KNOWN_PATHS = frozenset({b"/proxy.pac", b"/wpad.dat", b"/healthz"})
 LINGER_BYTES = 1 << 20
 
 
@@ -413,7 +415,10 @@ class ClientConnection:
             await self._serve_own_page(request, target, exchange)
             return
         if target.form in ("origin", "asterisk"):
-            if self._host_header_names_us(request):
+            # PAC, WPAD and health checks arrive under whatever name the office gave the
+            # proxy (wpad.<domain>, a balancer's address): those paths answer under any.
+            well_known = target.path.split(b"?", 1)[0] in WELL_KNOWN_PATHS
+            if well_known or self._host_header_names_us(request):
                 await self._serve_own_page(request, target, exchange)
                 return
             raise BadRequest(

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import h11
 import pytest
+import trio
 
 from tests.conftest import HttpClient, HttpOrigin, Proxy, log_fields, send_raw, settled_log
 
@@ -136,3 +137,13 @@ async def test_access_log_line_per_request(start_http_origin: StartHttpOrigin,
         assert row["duration"].endswith("ms")
         assert row["detail"].startswith('"') and row["detail"].endswith('"')
     assert "absolute URL" in rows[3]["detail"]
+
+
+@pytest.mark.parametrize("path", ["/proxy.pac", "/wpad.dat", "/healthz"])
+async def test_well_known_pages_answer_under_any_host_name(proxy: Proxy, path: str) -> None:
+    """WPAD asks http://wpad.<domain>/wpad.dat; a balancer checks /healthz by address."""
+    client = await HttpClient.connect(proxy.port)
+    with trio.fail_after(5):
+        response, _ = await origin_form(client, path, "wpad.office.example")
+    assert response.status_code == 200
+    await client.aclose()
