@@ -164,6 +164,8 @@ class Config:
     auth: AuthSettings | None = None
     pac: PacSettings = PacSettings()
     trusted_proxies: tuple[IPNetwork, ...] = ()  # may send PROXY protocol headers
+    admin_clients: tuple[IPNetwork, ...] = (  # see the status page and /metrics
+        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     upstream: ParentProxy | None = None
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
@@ -284,7 +286,8 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
 
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
-    "access_log", "auth", "pac", "trusted_proxies", "upstream", "timeouts", "limits",
+    "access_log", "auth", "pac", "trusted_proxies", "upstream", "admin_clients", "timeouts",
+    "limits",
 }
 
 
@@ -529,10 +532,9 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["auth"] = _auth(value, where)
         elif key == "upstream":
             changes["upstream"] = _upstream(value, where)
-        elif key == "trusted_proxies":
+        elif key in ("trusted_proxies", "admin_clients"):
             items = _as_list(value, where)
-            changes["trusted_proxies"] = tuple(
-                parse_network(v, f"{where}[{i}]") for i, v in enumerate(items))
+            changes[key] = tuple(parse_network(v, f"{where}[{i}]") for i, v in enumerate(items))
         elif key == "pac":
             changes["pac"] = _pac(value, where)
         elif key == "timeouts":

@@ -22,7 +22,7 @@ from typing import Any
 import h11
 import trio
 
-from fwdproxy import proxyproto
+from fwdproxy import __version__, proxyproto
 from fwdproxy.accesslog import AccessLog, Exchange
 from fwdproxy.auth import (
     CredentialCache,
@@ -55,10 +55,13 @@ from fwdproxy.forward import (
 )
 from fwdproxy.h11_stream import RECEIVE_SIZE, H11Stream
 from fwdproxy.headers import get_header, has_our_via
+from fwdproxy.metrics import METRICS_CONTENT_TYPE, metrics_text
 from fwdproxy.pac import PAC_CONTENT_TYPE, pac_script
 from fwdproxy.pages import block_page, error_page, info_page
 from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.resolver import LocalAddresses, resolve
+from fwdproxy.stats import Stats
+from fwdproxy.statuspage import status_page
 from fwdproxy.target import (
     IPAddress,
     Target,
@@ -75,7 +78,7 @@ from fwdproxy.upstream import Pool, Upstream, connect
 # reset that destroys the page before the client reads it.
 LINGER_SECONDS = 2.0
 # The proxy's own pages that answer whatever the Host header names.
-WELL_KNOWN_PATHS = frozenset({b"/proxy.pac", b"/wpad.dat", b"/healthz"})
+WELL_KNOWN_PATHS = frozenset({b"/proxy.pac", b"/wpad.dat", b"/healthz", b"/metrics"})
 LINGER_BYTES = 1 << 20
 
 
@@ -99,6 +102,7 @@ class ServerContext:
     # The time policy windows are checked against (tests inject a fixed one).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
     credentials: CredentialCache = field(default_factory=CredentialCache)
+    stats: Stats = field(default_factory=lambda: Stats(started=time.time()))
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
 
     forward_settings: ForwardSettings = field(init=False)
@@ -107,6 +111,11 @@ class ServerContext:
         timeouts = self.config.timeouts
         self.forward_settings = ForwardSettings(self.via, timeouts.upstream_read,
                                                 timeouts.client_idle, timeouts.tunnel_idle)
+
+    def finish(self, exchange: Exchange) -> None:
+        """An exchange is over: log it and count it."""
+        self.log.write(exchange)
+        self.stats.record(exchange, time.time())
 
     def request_reload(self) -> None:
         """Reload the rules folder now (SIGHUP), whether or not a file changed."""
@@ -305,7 +314,7 @@ class ClientConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
-            self.ctx.log.write(exchange)
+            self.ctx.finish(exchange)
 
     async def _wait_for_request(self, first: bool) -> h11.Request | None:
         timeouts = self.config.timeouts
@@ -359,7 +368,7 @@ class ClientConnection:
             pass
         finally:
             if log:
-                self.ctx.log.write(exchange)
+                self.ctx.finish(exchange)
 
     def _error_body(self, exc: FwdproxyError) -> bytes:
         if isinstance(exc, Forbidden) and exc.category is not None:
@@ -405,7 +414,7 @@ class ClientConnection:
         finally:
             exchange.bytes_up += self.http.bytes_received - up_before
             exchange.bytes_down += self.http.bytes_sent - down_before
-            self.ctx.log.write(exchange)
+            self.ctx.finish(exchange)
 
     async def _dispatch(self, request: h11.Request, exchange: Exchange) -> None:
         target = parse_target(request.method, request.target)
@@ -611,9 +620,13 @@ class ClientConnection:
             await self.http.send(h11.Response(status_code=200, headers=[],
                                               reason=b"Connection established"))
             early = self.http.conn.trailing_data[0]
-            result = await relay(self.stream, stream, client_initial=early,
-                                 upstream_initial=from_parent,
-                                 idle_timeout=self.config.timeouts.tunnel_idle)
+            self.ctx.stats.tunnel_opened()
+            try:
+                result = await relay(self.stream, stream, client_initial=early,
+                                     upstream_initial=from_parent,
+                                     idle_timeout=self.config.timeouts.tunnel_idle)
+            finally:
+                self.ctx.stats.tunnel_closed()
             # The early bytes were counted when h11 read them; relay() counts them again.
             exchange.bytes_up += result.bytes_up - len(early)
             exchange.bytes_down += result.bytes_down
@@ -689,8 +702,23 @@ class ClientConnection:
             raise MethodNotAllowed("the proxy's own pages answer GET and HEAD only")
         local = f"[{self.local_ip}]" if self.local_ip.version == 6 else str(self.local_ip)
         address = f"{local}:{self.local_port}"
-        if path == b"/":
+        admin = any(self.client_ip in network for network in self.config.admin_clients)
+        if path == b"/" and admin:
+            loaded = self.ctx.loaded
+            body = status_page(self.ctx.stats.snapshot(time.time()), rules_summary=loaded.summary,
+                               rules_errors=len(loaded.errors), loaded_at=loaded.loaded_at,
+                               version=__version__)
+            content_type = "text/html; charset=utf-8"
+        elif path == b"/":
             body, content_type = info_page(address), "text/html; charset=utf-8"
+        elif path == b"/metrics":
+            if not admin:
+                raise Forbidden("the metrics are for admin_clients only", source="config:admin_clients")
+            rules = self.ctx.loaded.rules
+            body = metrics_text(self.ctx.stats.snapshot(time.time()),
+                                rules_entries={(action, category): count for (action, category), count
+                                               in rules.counts.items()} if rules is not None else {})
+            content_type = METRICS_CONTENT_TYPE
         elif path == b"/healthz":
             # For load balancers (HAProxy's option httpchk): up, and not shutting down.
             if self.ctx.draining:

@@ -173,7 +173,7 @@ async def serve(
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await stream.aclose()
         finally:
-            log.write(exchange)
+            ctx.finish(exchange)
 
     async def accept_loop(listener: trio.SocketListener, handlers: trio.Nursery,
                           proxy_protocol: bool) -> None:

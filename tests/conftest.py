@@ -161,6 +161,8 @@ TEST_CONFIG: dict[str, Any] = {
     "deny_destinations": [],
     "connect_ports": ["1-65535"],
     "hosts": {"origin.test": "127.0.0.1", "other.test": "127.0.0.1"},
+    # No admin: "/" is the users' info page; status-page tests set admin_clients.
+    "admin_clients": [],
 }
 
 

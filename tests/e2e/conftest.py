@@ -362,6 +362,7 @@ def base_config(access_log: Path) -> dict[str, Any]:
         "connect_ports": ["1-65535"],
         "hosts": {"origin.test": "127.0.0.1"},
         "via": "e2e-proxy",
+        "admin_clients": [],  # "/" is the users' info page here
         "access_log": str(access_log),
         "timeouts": {"shutdown_grace": SHUTDOWN_GRACE},
     }
