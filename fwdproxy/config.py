@@ -242,6 +242,14 @@ def load_htpasswd(auth: AuthSettings | None) -> Htpasswd | None:
     return parse_htpasswd(text, path=str(auth.htpasswd))
 
 
+def _read_text(path: Path) -> str:
+    """A UTF-8 file of the rules folder. Raises ConfigError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
 def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRules:
     """Read the rules folder: lists, policy.yaml and the block-page template.
 
@@ -262,23 +270,14 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
     policy_path = root / POLICY_FILE
     if policy_path.is_file():
         try:
-            text = policy_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{policy_path}: cannot read: {exc}") from None
-        try:
-            policies = parse_policies(text, path=POLICY_FILE,
+            policies = parse_policies(_read_text(policy_path), path=POLICY_FILE,
                                       deny_categories=rules.categories("deny"),
                                       allow_categories=rules.categories("allow"),
                                       yaml_module=yaml)
         except PolicyError as exc:
             raise ConfigError(f"{root}/{exc}") from None
-    template = None
     template_path = root / BLOCK_TEMPLATE
-    if template_path.is_file():
-        try:
-            template = template_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{template_path}: cannot read: {exc}") from None
+    template = _read_text(template_path) if template_path.is_file() else None
     problems = tuple(rules.errors) + (htpasswd.skipped if htpasswd is not None else ())
     return LoadedRules(root, rules, policies, template, problems, time.time(), fingerprint,
                        htpasswd)
