@@ -173,19 +173,24 @@ def extra_headers(exc: FwdproxyError) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+def error_headers(exc: FwdproxyError, body: bytes) -> list[tuple[bytes, bytes]]:
+    """Every header of an error response: an HTML page, never cached, then close."""
+    return [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"connection", b"close"),
+        *extra_headers(exc),
+    ]
+
+
 def raw_error_response(exc: FwdproxyError) -> bytes:
     """A complete HTTP/1.1 error response, for answering before h11 has a request."""
     body = error_page(exc.status, exc.title, exc.detail, host=exc.host,
                       source=getattr(exc, "source", None))
-    head = (
-        f"HTTP/1.1 {exc.status} {HTTPStatus(exc.status).phrase}\r\n"
-        "Content-Type: text/html; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        + "".join(f"{k.decode()}: {v.decode()}\r\n" for k, v in extra_headers(exc))
-        + "Connection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
+    head = f"HTTP/1.1 {exc.status} {HTTPStatus(exc.status).phrase}\r\n".encode("latin-1")
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in error_headers(exc, body))
+    return head + b"\r\n" + body
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,7 @@ class Decision:
     policy: Policy
     by_name: Verdict
     exchange: Exchange
+    parent: ParentProxy | None  # the parent proxy this request goes through, if any
 
 
 def forbidden(verdict: Verdict, target: Target) -> Forbidden:
@@ -351,13 +357,7 @@ class ClientConnection:
                 exchange.answered_by_proxy = True
                 exchange.content_type = "text/html; charset=utf-8"
                 body = self._error_body(exc)
-                headers = [
-                    (b"content-type", b"text/html; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                    (b"connection", b"close"),
-                ]
-                headers.extend(extra_headers(exc))
+                headers = error_headers(exc, body)
                 await self.http.send(h11.Response(status_code=exc.status, headers=headers,
                                                   reason=HTTPStatus(exc.status).phrase.encode()))
                 if exchange.method != "HEAD":
@@ -443,6 +443,8 @@ class ClientConnection:
         if not connect and target.scheme != "http":
             raise BadRequest("https:// URLs go through a CONNECT tunnel: set this proxy as "
                              "your HTTPS proxy too", host=target.authority)
+        # One rule set for the whole request, even if a reload swaps in another meanwhile.
+        policy = self.ctx.policy
         path = url = None
         if not connect:
             path = normalize_path(target.path.decode("latin-1"))
@@ -457,19 +459,18 @@ class ClientConnection:
             path=path,
             url=url,
             user=user,
-            now=self.ctx.clock() if self.ctx.policy.policies is not None else None,
+            now=self.ctx.clock() if policy.policies is not None else None,
         )
-        # One rule set for the whole request, even if a reload swaps in another meanwhile.
-        policy = self.ctx.policy
         verdict = policy.decide(facts)
         exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
         parent = self.config.upstream
+        if parent is not None and not parent.carries(target.host):
+            parent = None
         # Through a parent the addresses are never seen here, so nothing can lift it later.
-        if not verdict.allowed and (verdict.final or (parent is not None
-                                                      and parent.carries(target.host))):
+        if not verdict.allowed and (verdict.final or parent is not None):
             raise forbidden(verdict, target)
         # Not final: address rules may still lift or confirm it once the host is resolved.
-        decision = Decision(policy, verdict, exchange)
+        decision = Decision(policy, verdict, exchange, parent)
         if connect:
             await self._tunnel(target, facts, decision, exchange)
         else:
@@ -557,18 +558,16 @@ class ClientConnection:
 
     async def _forward(self, request: h11.Request, target: Target, facts: RequestFacts,
                        decision: Decision, exchange: Exchange) -> None:
-        parent = self.config.upstream
-        via_parent = parent is not None and parent.carries(target.host)
-        key = ("parent", parent.host, parent.port) if via_parent and parent else (
-            "http", target.host, target.port)
+        parent = decision.parent
+        key = ("parent", parent.host, parent.port) if parent else ("http", target.host, target.port)
         upstream = self.ctx.pool.take(key)
-        if upstream is not None and not via_parent and self._address_verdict_denial(
+        if upstream is not None and parent is None and self._address_verdict_denial(
                 facts, decision, upstream.address, target):
             await upstream.aclose()
             upstream = None
         for _attempt in range(2):
             if upstream is None:
-                if via_parent and parent is not None:
+                if parent is not None:
                     stream, address = await self._open_parent(parent)
                 else:
                     stream, address = await self._open(target, facts, decision)
@@ -580,7 +579,7 @@ class ClientConnection:
                 reusable = await forward(
                     self.ctx.forward_settings, self.http, request, target, upstream, exchange,
                     parent_authorization=parent.authorization if parent else None,
-                    via_parent=via_parent)
+                    via_parent=parent is not None)
             except RetryOnNewConnection:
                 await upstream.aclose()
                 upstream = None
@@ -606,15 +605,15 @@ class ClientConnection:
                 break
             if type(event) is h11.ConnectionClosed:
                 raise ConnectionLost("the client closed during CONNECT")
-        parent = self.config.upstream
+        parent = decision.parent
         from_parent = b""
-        if parent is not None and parent.carries(target.host):
+        if parent is not None:
             stream, address = await self._open_parent(parent)
         else:
             stream, address = await self._open(target, facts, decision)
         exchange.upstream_address = str(address)
         try:
-            if parent is not None and parent.carries(target.host):
+            if parent is not None:
                 from_parent = await self._connect_through_parent(stream, parent, target)
             exchange.status = 200
             await self.http.send(h11.Response(status_code=200, headers=[],
