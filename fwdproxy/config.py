@@ -169,6 +169,7 @@ class Config:
     upstream: ParentProxy | None = None
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
+    workers: int = 0  # worker processes under a supervisor; 0: serve in this one process
 
     def via_name(self, bound_port: int) -> str:
         """Our Via name: configured, or host name and port (unique per node in a chain)."""
@@ -286,8 +287,25 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
     "access_log", "auth", "pac", "trusted_proxies", "upstream", "admin_clients", "timeouts",
-    "limits",
+    "limits", "workers",
 }
+# More workers than this is a typo, not a machine.
+MAX_WORKERS = 256
+
+
+def parse_workers(value: Any, where: str) -> int:
+    """A worker count: a positive integer, or ``auto`` for one per usable core."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not (
+            1 <= int(text) <= MAX_WORKERS):
+        raise ConfigError(f"{where}: {value!r} is not a number of workers from 1 to {MAX_WORKERS}, "
+                          "or auto")
+    return int(text)
 
 
 def parse_listen(value: Any, where: str) -> Listen:
@@ -310,7 +328,7 @@ def parse_listen(value: Any, where: str) -> Listen:
         host, _, port_text = text.rpartition(":")
     if host in ("*", ""):
         host = None
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
         raise ConfigError(f"{where}: {text!r} is not [HOST:]PORT with a port from 0 to 65535")
     if host is not None and (":" in host and not text.startswith("[")):
         raise ConfigError(f"{where}: write IPv6 addresses in brackets, as [::1]:8080")
@@ -540,6 +558,8 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["timeouts"] = replace(config.timeouts, **_parse_section(Timeouts, value, where))
         elif key == "limits":
             changes["limits"] = replace(config.limits, **_parse_section(Limits, value, where))
+        elif key == "workers":
+            changes["workers"] = parse_workers(value, where)
     result = replace(config, **changes)
     if any(item.proxy_protocol for item in result.listen) and not result.trusted_proxies:
         raise ConfigError(f"{source}: listen: proxy_protocol needs trusted_proxies (the load "
@@ -554,6 +574,7 @@ def load(
     rules: Path | None = None,
     access_log: Path | None = None,
     via: str | None = None,
+    workers: str | None = None,
 ) -> Config:
     """Build the configuration: defaults, then the YAML file, then the flags.
 
@@ -589,6 +610,8 @@ def load(
         flags["access_log"] = str(access_log)
     if via is not None:
         flags["via"] = via
+    if workers is not None:
+        flags["workers"] = workers
     if flags:
         config = from_mapping(flags, "command line", config)
     return config

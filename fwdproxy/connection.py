@@ -60,7 +60,8 @@ from fwdproxy.pac import PAC_CONTENT_TYPE, pac_script
 from fwdproxy.pages import block_page, error_page, info_page
 from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.resolver import LocalAddresses, resolve
-from fwdproxy.stats import Stats
+from fwdproxy.sharedstats import SharedStats
+from fwdproxy.stats import PUBLISHED_TOP, Stats, StatsSnapshot, merge_snapshots
 from fwdproxy.statuspage import status_page
 from fwdproxy.target import (
     IPAddress,
@@ -104,6 +105,8 @@ class ServerContext:
     credentials: CredentialCache = field(default_factory=CredentialCache)
     stats: Stats = field(default_factory=lambda: Stats(started=time.time()))
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    # With --workers: the other workers' figures, added to ours on the status page.
+    shared: SharedStats | None = None
 
     forward_settings: ForwardSettings = field(init=False)
 
@@ -116,6 +119,17 @@ class ServerContext:
         """An exchange is over: log it and count it."""
         self.log.write(exchange)
         self.stats.record(exchange, time.time())
+        if self.shared is not None:
+            self.shared.store(self.stats)
+
+    async def figures(self) -> StatsSnapshot:
+        """The figures for the status page and /metrics: this process's, plus the other
+        workers' last published ones when there are workers."""
+        now = time.time()
+        if self.shared is None:
+            return self.stats.snapshot(now)
+        others = await trio.to_thread.run_sync(self.shared.others)
+        return merge_snapshots([self.stats.snapshot(now, top=PUBLISHED_TOP), *others], now)
 
     def request_reload(self) -> None:
         """Reload the rules folder now (SIGHUP), whether or not a file changed."""
@@ -704,7 +718,7 @@ class ClientConnection:
         admin = any(self.client_ip in network for network in self.config.admin_clients)
         if path == b"/" and admin:
             loaded = self.ctx.loaded
-            body = status_page(self.ctx.stats.snapshot(time.time()), rules_summary=loaded.summary,
+            body = status_page(await self.ctx.figures(), rules_summary=loaded.summary,
                                rules_errors=len(loaded.errors), loaded_at=loaded.loaded_at,
                                version=__version__)
             content_type = "text/html; charset=utf-8"
@@ -714,7 +728,7 @@ class ClientConnection:
             if not admin:
                 raise Forbidden("the metrics are for admin_clients only", source="config:admin_clients")
             rules = self.ctx.loaded.rules
-            body = metrics_text(self.ctx.stats.snapshot(time.time()),
+            body = metrics_text(await self.ctx.figures(),
                                 rules_entries={(action, category): count for (action, category), count
                                                in rules.counts.items()} if rules is not None else {})
             content_type = METRICS_CONTENT_TYPE

@@ -51,6 +51,8 @@ class _SnapshotCollector:
         yield by_category
         yield GaugeMetricFamily("fwdproxy_open_tunnels", "CONNECT tunnels open now.",
                                 value=s.open_tunnels)
+        yield GaugeMetricFamily("fwdproxy_workers", "Worker processes these figures add up.",
+                                value=s.workers)
         yield GaugeMetricFamily("fwdproxy_uptime_seconds", "Seconds since the proxy started.",
                                 value=s.uptime_seconds)
         yield GaugeMetricFamily("fwdproxy_requests_per_second",

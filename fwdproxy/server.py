@@ -25,6 +25,8 @@ from fwdproxy.config import Config, Listen, LoadedRules, load_rules, rules_finge
 from fwdproxy.connection import ServerContext, close_gracefully, handle, own_host_names, raw_error_response
 from fwdproxy.errors import ConfigError, ServiceUnavailable
 from fwdproxy.rulefiles import release_freed_memory
+from fwdproxy.sharedstats import PUBLISH_INTERVAL, SharedStats
+from fwdproxy.stats import PUBLISHED_TOP
 from fwdproxy.target import IPAddress, canonical_address
 from fwdproxy.upstream import Pool
 
@@ -46,6 +48,22 @@ def report_rules(loaded: LoadedRules, what: str = "") -> None:
     if len(loaded.errors) > MAX_REPORTED_PROBLEMS:
         print(f"fwdproxy: ... and {len(loaded.errors) - MAX_REPORTED_PROBLEMS} more "
               "(fwdproxy check --lint lists them all)", file=sys.stderr, flush=True)
+
+
+def refreshed_rules(config: Config, loaded: LoadedRules) -> LoadedRules:
+    """`loaded`, or the rules folder read anew when one of its files (or the htpasswd
+    file) changed since `loaded` was read. A folder that fails to load keeps `loaded`.
+    Blocking: call it in a thread from trio."""
+    watched = (config.auth.htpasswd,) if config.auth is not None else ()
+    if rules_fingerprint(config.rules, watched) == loaded.fingerprint:
+        return loaded
+    try:
+        fresh = load_rules(config.rules, config.auth)
+    except ConfigError as exc:
+        print(f"fwdproxy: reload failed, keeping the rules in force: {exc}", file=sys.stderr)
+        return loaded
+    report_rules(fresh, "reloaded ")
+    return fresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +133,7 @@ async def serve(
     listeners: Listeners | None = None,
     loaded: LoadedRules | None = None,
     clock: Callable[[], datetime] | None = None,
+    shared: SharedStats | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until `shutdown` is set, then drain and return.
@@ -128,6 +147,8 @@ async def serve(
         listeners: already opened listeners (see `open_listeners`); opened here when None.
         loaded: the rules folder as read by `config.load_rules`; read here when None.
         clock: the time policy.yaml windows are checked against (default: the real time).
+        shared: with --workers, where this worker publishes its figures and reads the
+            others' (see `sharedstats`).
 
     Raises:
         ConfigError: a listening address could not be bound (nothing was started).
@@ -147,6 +168,13 @@ async def serve(
                         own_names=own_host_names(via))
     if clock is not None:
         ctx.clock = clock
+    if shared is not None:
+        ctx.shared = shared
+        ctx.stats.started = shared.started
+        previous = shared.read(shared.index)
+        totals = shared.open_counters()
+        if previous is not None or totals is not None:  # this worker replaces one that died
+            ctx.stats.carry_on(previous, totals)
     active = 0
 
     async def run_handler(stream: trio.SocketStream, proxy_protocol: bool) -> None:
@@ -199,9 +227,13 @@ async def serve(
         root = config.rules
         watched = (config.auth.htpasswd,) if config.auth is not None else ()
         seen = ctx.loaded.fingerprint
+        # The first check is at once: a restarted worker starts from the rules its
+        # supervisor read at start-up, which may be older than the files.
+        wait = 0.0
         while True:
-            with trio.move_on_after(config.timeouts.rules_poll):
+            with trio.move_on_after(wait):
                 await ctx.reload_requested.wait()
+            wait = config.timeouts.rules_poll
             forced = ctx.reload_requested.is_set()
             ctx.reload_requested = trio.Event()
             current = await trio.to_thread.run_sync(rules_fingerprint, root, watched)
@@ -227,10 +259,21 @@ async def serve(
             await trio.sleep(LOG_FLUSH_INTERVAL)
             log.flush()
 
+    async def publish_stats(shared: SharedStats) -> None:
+        while True:
+            snapshot = ctx.stats.snapshot(time.time(), top=PUBLISHED_TOP)
+            try:
+                await trio.to_thread.run_sync(shared.publish, snapshot)
+            except OSError as exc:
+                print(f"fwdproxy: cannot share this worker's figures: {exc}", file=sys.stderr)
+            await trio.sleep(PUBLISH_INTERVAL)
+
     try:
         async with trio.open_nursery() as system:
             system.start_soon(pool.run)
             system.start_soon(flush_log)
+            if shared is not None:
+                system.start_soon(publish_stats, shared)
             if config.rules is not None or config.auth is not None:
                 system.start_soon(watch_rules)
             async with trio.open_nursery() as handlers:

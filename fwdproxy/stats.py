@@ -15,14 +15,20 @@ so it does O(1) work (amortised) and holds bounded memory:
 `snapshot()` copies everything into a frozen `StatsSnapshot` that the page and metrics
 renderers read; it is the only place that sorts. Time is always passed in (`now`, wall-clock
 `time.time()`), so tests drive it directly. Pure: no I/O, no clock, no trio.
+
+With `--workers`, each worker publishes its snapshot (`snapshot_to_dict`, with wider top
+tables) and the one serving the status page adds up everyone's with `merge_snapshots`;
+a restarted worker carries its predecessor's totals on (`Stats.carry_on`), so that the
+summed counters never go backwards, as Prometheus counters must not.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # for annotations only: accesslog's writer pulls in os and select
@@ -39,6 +45,9 @@ SECONDS = 60
 MAX_KEYS = 1_000
 # Rows in each top-N table of the snapshot.
 TOP = 10
+# Rows a worker publishes per top-N table: enough that the sum of the workers' tables puts
+# the right names in the merged top 10 unless the counts are nearly flat.
+PUBLISHED_TOP = 100
 # The category of a blocked request whose deciding rule had none (a `config:` setting such
 # as connect_ports or deny_destinations).
 NO_CATEGORY = "(none)"
@@ -150,6 +159,7 @@ class StatsSnapshot:
             first; clients count every exchange, hosts and categories blocked ones.
         blocked_by_category: every category's blocked count, largest first (for /metrics,
             where a series must not vanish when it leaves the top 10).
+        workers: how many worker processes these figures add up (1 without --workers).
     """
 
     taken_at: float
@@ -171,6 +181,7 @@ class StatsSnapshot:
     top_clients: Top
     top_categories: Top
     blocked_by_category: Top
+    workers: int = 1
 
 
 class Stats:
@@ -229,8 +240,32 @@ class Stats:
         """A tunnel counted by `tunnel_opened` ended."""
         self.open_tunnels = max(0, self.open_tunnels - 1)
 
-    def snapshot(self, now: float) -> StatsSnapshot:
-        """Every figure as of `now` (wall-clock `time.time()`), frozen."""
+    def carry_on(self, previous: StatsSnapshot | None, totals: Sequence[int] | None = None) -> None:
+        """Continue from the worker this one replaces: its last published figures and,
+        when known, its exact totals at the end (`sharedstats.COUNTERS` order), which
+        take precedence over the published ones. The chart and top tables start afresh;
+        blocked-by-category counts come from the published figures."""
+        if totals is not None:
+            (requests, allowed, blocked, auth_failures, errors, bytes_up, bytes_down) = totals
+        elif previous is not None:
+            requests, allowed, blocked = previous.requests, previous.allowed, previous.blocked
+            auth_failures, errors = previous.auth_failures, previous.errors
+            bytes_up, bytes_down = previous.bytes_up, previous.bytes_down
+        else:
+            return
+        self.requests += requests
+        self.allowed += allowed
+        self.blocked += blocked
+        self.auth_failures += auth_failures
+        self.errors += errors
+        self.bytes_up += bytes_up
+        self.bytes_down += bytes_down
+        if previous is not None:
+            self._categories.update(dict(previous.blocked_by_category))
+
+    def snapshot(self, now: float, top: int = TOP) -> StatsSnapshot:
+        """Every figure as of `now` (wall-clock `time.time()`), frozen, with `top` rows
+        per top-N table."""
         uptime = max(0.0, now - self.started)
         last_minute = sum(self._request_seconds.series(int(now)))
         # Over the window the figures cover: the last 60 s, or the uptime if shorter
@@ -254,8 +289,97 @@ class Stats:
             requests_per_second=last_minute / window,
             allowed_per_minute=self._allowed_minutes.series(minute),
             blocked_per_minute=self._blocked_minutes.series(minute),
-            top_blocked_hosts=self._blocked_hosts.top(),
-            top_clients=self._clients.top(),
-            top_categories=by_category[:TOP],
+            top_blocked_hosts=self._blocked_hosts.top(top),
+            top_clients=self._clients.top(top),
+            top_categories=by_category[:top],
             blocked_by_category=by_category,
         )
+
+
+_TOTALS = ("requests", "allowed", "blocked", "auth_failures", "errors", "bytes_up", "bytes_down",
+           "open_tunnels", "requests_last_minute")
+_SERIES = ("allowed_per_minute", "blocked_per_minute")
+_TABLES = ("top_blocked_hosts", "top_clients", "top_categories", "blocked_by_category")
+
+
+def snapshot_to_dict(snapshot: StatsSnapshot) -> dict[str, Any]:
+    """`snapshot` as plain JSON-ready values (tables as lists of [name, count])."""
+    data: dict[str, Any] = {name: getattr(snapshot, name) for name in
+                            ("taken_at", "started", "requests_per_second", "workers", *_TOTALS)}
+    for name in _SERIES:
+        data[name] = list(getattr(snapshot, name))
+    for name in _TABLES:
+        data[name] = [[key, count] for key, count in getattr(snapshot, name)]
+    return data
+
+
+def snapshot_from_dict(data: Any) -> StatsSnapshot:
+    """The inverse of `snapshot_to_dict`.
+
+    Raises:
+        ValueError: `data` is not such a dict (a torn or foreign file).
+    """
+    fields: dict[str, Any] = {}
+    try:
+        for name in ("taken_at", "started", "requests_per_second"):
+            fields[name] = float(data[name])
+        for name in _TOTALS:
+            fields[name] = int(data[name])
+        for name in _SERIES:
+            fields[name] = tuple(int(n) for n in data[name])
+            if len(fields[name]) != MINUTES:
+                raise ValueError(f"{name} is not {MINUTES} long")
+        for name in _TABLES:
+            fields[name] = tuple((str(key), int(count)) for key, count in data[name])
+        fields["workers"] = int(data.get("workers", 1))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"not a stats snapshot: {exc!r}") from None
+    fields["uptime_seconds"] = max(0.0, fields["taken_at"] - fields["started"])
+    return StatsSnapshot(**fields)
+
+
+def _sum_tables(tables: list[Top], top: int | None) -> Top:
+    summed: Counter[str] = Counter()
+    for table in tables:
+        for key, count in table:
+            summed[key] += count
+    ordered = tuple(sorted(summed.items(), key=lambda item: (-item[1], item[0])))
+    return ordered if top is None else ordered[:top]
+
+
+def _aligned(series: tuple[int, ...], taken_at: float, minute: int) -> tuple[int, ...]:
+    """`series` (ending at `taken_at`'s minute) shifted to end at `minute`."""
+    shift = minute - int(taken_at // 60)
+    if shift <= 0:
+        return series
+    return series[shift:] + (0,) * min(shift, len(series))
+
+
+def merge_snapshots(snapshots: list[StatsSnapshot], now: float) -> StatsSnapshot:
+    """The figures of several workers as one: totals, rates and charts added up, top
+    tables summed and cut to `TOP`, started at the earliest start.
+
+    Args:
+        snapshots: one per worker (at least one), each taken at or before `now`.
+        now: the merged snapshot's time.
+    """
+    started = min(s.started for s in snapshots)
+    minute = int(now // 60)
+    totals: dict[str, Any] = {name: sum(getattr(s, name) for s in snapshots) for name in _TOTALS}
+    series: dict[str, Any] = {name: tuple(map(sum, zip(*(_aligned(getattr(s, name), s.taken_at, minute)
+                                         for s in snapshots), strict=True)))
+              for name in _SERIES}
+    by_category = _sum_tables([s.blocked_by_category for s in snapshots], None)
+    return StatsSnapshot(
+        taken_at=now,
+        started=started,
+        uptime_seconds=max(0.0, now - started),
+        requests_per_second=sum(s.requests_per_second for s in snapshots),
+        top_blocked_hosts=_sum_tables([s.top_blocked_hosts for s in snapshots], TOP),
+        top_clients=_sum_tables([s.top_clients for s in snapshots], TOP),
+        top_categories=by_category[:TOP],
+        blocked_by_category=by_category,
+        workers=sum(s.workers for s in snapshots),
+        **totals,
+        **series,
+    )

@@ -242,6 +242,7 @@ def status_page(snapshot: StatsSnapshot, *, rules_summary: str, rules_errors: in
         _tile("Bytes up", human_bytes(s.bytes_up), "from clients"),
         _tile("Bytes down", human_bytes(s.bytes_down), "to clients"),
     ])
+    workers = f" · {_plural(s.workers, 'worker')}" if s.workers > 1 else ""
     problems = (f'<span class="warn">{rules_errors:,}</span>' if rules_errors
                 else "none")
     rules = (
@@ -260,7 +261,7 @@ def status_page(snapshot: StatsSnapshot, *, rules_summary: str, rules_errors: in
 <body><main>
 <header><h1>fwdproxy<small>{escape(version)}</small></h1>
 <div class="meta">up {escape(human_duration(s.uptime_seconds))} · since
-{escape(_clock(s.started))} · updated {escape(_clock(s.taken_at, "%H:%M:%S"))}</div></header>
+{escape(_clock(s.started))}{workers} · updated {escape(_clock(s.taken_at, "%H:%M:%S"))}</div></header>
 <div class="tiles">{tiles}</div>
 <section class="card chart"><h2>Allowed vs blocked, last hour</h2>
 {chart_svg(s.allowed_per_minute, s.blocked_per_minute, s.taken_at)}</section>

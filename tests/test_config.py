@@ -7,6 +7,7 @@ names the file and the key (or line) at fault.
 from __future__ import annotations
 
 import ipaddress
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,62 @@ def test_unknown_key_message_lists_the_known_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="listne") as info:
         config.load(path)
     assert "listen" in str(info.value)
+
+
+# -- workers ---------------------------------------------------------------------------
+
+
+def test_workers_default_is_one_process(tmp_path: Path) -> None:
+    assert config.defaults().workers == 0
+    assert config.load(write(tmp_path, "via: x\n")).workers == 0
+
+
+@pytest.mark.parametrize(("yaml_value", "expected"),
+                         [("2", 2), ("1", 1), ('"3"', 3), ("256", 256), ("0x10", 16)])
+def test_workers_number(tmp_path: Path, yaml_value: str, expected: int) -> None:
+    assert config.load(write(tmp_path, f"workers: {yaml_value}\n")).workers == expected
+
+
+@pytest.mark.parametrize("yaml_value", ["auto", "AUTO", '" auto "'])
+def test_workers_auto_is_one_per_usable_core(tmp_path: Path, yaml_value: str) -> None:
+    workers = config.load(write(tmp_path, f"workers: {yaml_value}\n")).workers
+    assert workers >= 1
+    if hasattr(os, "sched_getaffinity"):
+        assert workers == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("yaml_value", ["0", "-1", "257", "many", "true", "false", "1.5", "2.0",
+                                        '""', "[2]", "{n: 2}", '"2 workers"', '"+2"', "null"])
+def test_workers_invalid_values_name_file_and_key(tmp_path: Path, yaml_value: str) -> None:
+    path = write(tmp_path, f"workers: {yaml_value}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "workers" in message
+
+
+def test_workers_from_the_command_line_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "workers: 2\n")
+    assert config.load(path, workers="3").workers == 3
+    assert config.load(path).workers == 2
+    assert config.load(workers="auto").workers >= 1
+    assert config.load(workers="1").workers == 1
+
+
+@pytest.mark.parametrize("value", ["0", "x", "-2", "257", ""])
+def test_bad_workers_flag_names_the_command_line(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"command line.*workers"):
+        config.load(workers=value)
+
+
+@pytest.mark.parametrize("value", ["²", "①"])
+def test_workers_superscript_digit_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"command line.*workers"):
+        config.load(workers=value)
+
+
+@pytest.mark.parametrize("text", ["80²", "①", "٣١٢٨"])
+def test_listen_port_in_other_scripts_digits_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="is not \\[HOST:\\]PORT"):
+        config.parse_listen(text, "listen")

@@ -54,7 +54,7 @@ def test_families_and_types() -> None:
     types, _ = parse(metrics_text(busy(), rules_entries={("deny", "ads"): 5}))
     counters = ["requests", "requests_allowed", "requests_blocked", "auth_failures", "errors",
                 "bytes_up", "bytes_down", "blocked_by_category"]
-    gauges = ["open_tunnels", "uptime_seconds", "requests_per_second", "rule_entries"]
+    gauges = ["open_tunnels", "workers", "uptime_seconds", "requests_per_second", "rule_entries"]
     assert types == {**{f"fwdproxy_{n}": "counter" for n in counters},
                      **{f"fwdproxy_{n}": "gauge" for n in gauges}}
 
@@ -75,6 +75,7 @@ def test_values_and_labels() -> None:
         # label escaping is the library's: quotes, backslashes and newlines survive
         ("fwdproxy_blocked_by_category_total", (("category", 'we"ird\\cat\n'),)): 1,
         ("fwdproxy_open_tunnels", ()): 2,
+        ("fwdproxy_workers", ()): 1,
         ("fwdproxy_uptime_seconds", ()): 125,
         ("fwdproxy_requests_per_second", ()): pytest.approx(26 / 60),
         ("fwdproxy_rule_entries", (("action", "deny"), ("category", "ads"))): 48_211,
@@ -85,7 +86,7 @@ def test_values_and_labels() -> None:
 
 def test_fresh_proxy_without_rules() -> None:
     types, samples = parse(metrics_text(Stats(started=T0).snapshot(T0), rules_entries={}))
-    assert len(types) == 12  # every family is declared, even with no samples
+    assert len(types) == 13  # every family is declared, even with no samples
     assert samples[("fwdproxy_requests_total", ())] == 0
     assert samples[("fwdproxy_uptime_seconds", ())] == 0
     assert not any(name in ("fwdproxy_blocked_by_category_total", "fwdproxy_rule_entries")
