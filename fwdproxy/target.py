@@ -10,6 +10,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -114,8 +115,17 @@ def canonical_address(address: IPAddress) -> IPAddress:
     return address
 
 
+# Hosts whose canonical form is remembered: a busy proxy sees the same few hundred names
+# over and over, and the reduction (percent-decoding, IDNA, numeric IPv4 forms) costs more
+# than the lookup. Bounded, so a client sending endless names only churns it.
+CANONICAL_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=CANONICAL_CACHE_SIZE)
 def canonical_host(raw: str) -> tuple[str, IPAddress | None]:
     """Reduce a host (without port) to its canonical text and, for literals, its address.
+
+    Results are cached (the function is pure; a rejected host is not cached).
 
     Raises:
         BadRequest: the host is empty or not a valid name or address.
@@ -186,7 +196,7 @@ def split_authority(authority: str, default_port: int | None) -> tuple[str, int]
         if default_port is None:
             raise BadRequest(f"a port is required in {authority!r}")
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise BadRequest(f"invalid port in {authority!r}")
     return host, int(port_text)
 

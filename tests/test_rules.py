@@ -412,3 +412,9 @@ def test_check_regex(pattern: str, problem: str | None) -> None:
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+@pytest.mark.parametrize("line", ["http://example.com:8²/x", "http://example.com:①/", "example.com:٣/"])
+def test_non_ascii_digits_in_a_port_are_a_reported_error_not_a_crash(line: str) -> None:
+    calls = parse(line)
+    assert [call[0] for call in calls] == ["error"], calls

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fwdproxy.errors import BadRequest
-from fwdproxy.target import Target, canonical_host, parse_host_header, parse_target
+from fwdproxy.target import Target, canonical_host, parse_host_header, parse_target, split_authority
 
 # -- parse_target: the four forms ------------------------------------------------------
 
@@ -516,3 +516,10 @@ def test_parse_host_header(value: bytes, expected: tuple[str, int | None]) -> No
 def test_parse_host_header_rejects(value: bytes) -> None:
     with pytest.raises(BadRequest):
         parse_host_header(value)
+
+
+@pytest.mark.parametrize("authority", ["example.com:44³", "example.com:①", "[::1]:٨٠"])
+def test_port_digits_of_other_scripts_are_bad_requests(authority: str) -> None:
+    # str.isdigit() is true for these; int() refuses some and reads others as numbers
+    with pytest.raises(BadRequest, match="invalid port"):
+        split_authority(authority, None)

@@ -150,7 +150,7 @@ def _url_prefix(text: str, sink: RuleSink, number: int, *, drop_www: bool) -> No
     host_text, colon, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
     port: int | None = None
     if colon:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             sink.error(number, f"invalid port in {text!r}")
             return
         port = int(port_text)
