@@ -255,6 +255,16 @@ async def handle(stream: trio.SocketStream, ctx: ServerContext, *,
             await stream.aclose()
 
 
+@dataclass(slots=True)
+class _Tunnel:
+    """A CONNECT that was answered 200, waiting to be relayed."""
+
+    stream: trio.SocketStream  # to the destination (or the parent proxy)
+    early: bytes  # client bytes h11 read past the CONNECT head
+    from_parent: bytes  # destination bytes a parent proxy sent past its 200
+    exchange: Exchange
+
+
 class ClientConnection:
     """The request loop of one client connection."""
 
@@ -268,6 +278,7 @@ class ClientConnection:
         self.local_ip = _address_of(local)
         self.local_port = int(local[1])
         self.http = H11Stream(stream, h11.SERVER, max_head_bytes=self.config.limits.max_head_bytes)
+        self.tunnel: _Tunnel | None = None  # set by a CONNECT that got its 200
 
     async def read_proxy_header(self) -> bool:
         """Take the real client from a PROXY protocol header (HAProxy in front).
@@ -316,6 +327,12 @@ class ClientConnection:
                 return
             first = False
             keep_going = await self._serve(event, counted)
+            if self.tunnel is not None:
+                tunnel, self.tunnel, event = self.tunnel, None, None
+                # The client's h11 state is done with; only its byte counts were needed.
+                del self.http
+                await self._relay_tunnel(tunnel)
+                return
             if not keep_going or not self.http.reusable or self.ctx.draining:
                 return
             self.http.start_next_cycle()
@@ -406,14 +423,17 @@ class ClientConnection:
         exchange.method = request.method.decode("ascii", "replace")
         exchange.url = request.target.decode("ascii", "replace")
         exchange.http_version = request.http_version.decode("ascii", "replace")
-        for name, value in request.headers:
+        vias: list[tuple[bytes, bytes]] = []
+        for name, value in request.headers:  # one pass serves the log and the loop check
             if name == b"referer":
                 exchange.referer = value.decode("latin-1")
             elif name == b"user-agent":
                 exchange.user_agent = value.decode("latin-1")
+            elif name == b"via":
+                vias.append((name, value))
         up_before, down_before = counted
         try:
-            await self._dispatch(request, exchange)
+            await self._dispatch(request, exchange, vias)
             return True
         except FwdproxyError as exc:
             await self._send_error(exc, exchange, log=False)
@@ -428,9 +448,11 @@ class ClientConnection:
         finally:
             exchange.bytes_up += self.http.bytes_received - up_before
             exchange.bytes_down += self.http.bytes_sent - down_before
-            self.ctx.finish(exchange)
+            if self.tunnel is None:  # a tunnel's exchange is logged when the tunnel ends
+                self.ctx.finish(exchange)
 
-    async def _dispatch(self, request: h11.Request, exchange: Exchange) -> None:
+    async def _dispatch(self, request: h11.Request, exchange: Exchange,
+                        vias: list[tuple[bytes, bytes]]) -> None:
         target = parse_target(request.method, request.target)
         exchange.url = target.url()
         if target.form == "absolute" and self._names_us(target.host, target.port):
@@ -450,7 +472,7 @@ class ClientConnection:
             )
         user = await self._authenticate(request, target) if self.config.auth is not None else None
         exchange.user = user
-        if has_our_via(request.headers, self.ctx.via):
+        if vias and has_our_via(vias, self.ctx.via):
             raise LoopDetected(f"the request already passed through this proxy ({self.ctx.via})",
                                host=target.authority)
         connect = request.method == b"CONNECT"
@@ -632,21 +654,32 @@ class ClientConnection:
             exchange.status = 200
             await self.http.send(h11.Response(status_code=200, headers=[],
                                               reason=b"Connection established"))
-            early = self.http.conn.trailing_data[0]
-            self.ctx.stats.tunnel_opened()
-            try:
-                result = await relay(self.stream, stream, client_initial=early,
-                                     upstream_initial=from_parent,
-                                     idle_timeout=self.config.timeouts.tunnel_idle)
-            finally:
-                self.ctx.stats.tunnel_closed()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+        # The relay itself runs from run(), once this request's frames (and the request,
+        # target, facts and decision they hold) are gone: an idle tunnel holds only what
+        # it needs, which counts when thousands are open.
+        self.tunnel = _Tunnel(stream, self.http.conn.trailing_data[0], from_parent, exchange)
+
+    async def _relay_tunnel(self, tunnel: _Tunnel) -> None:
+        """Relay an open tunnel until it ends, then log its exchange."""
+        exchange = tunnel.exchange
+        self.ctx.stats.tunnel_opened()
+        try:
+            result = await relay(self.stream, tunnel.stream, client_initial=tunnel.early,
+                                 upstream_initial=tunnel.from_parent,
+                                 idle_timeout=self.config.timeouts.tunnel_idle)
             # The early bytes were counted when h11 read them; relay() counts them again.
-            exchange.bytes_up += result.bytes_up - len(early)
+            exchange.bytes_up += result.bytes_up - len(tunnel.early)
             exchange.bytes_down += result.bytes_down
             exchange.detail = f"tunnel {result.ended}"
         finally:
+            self.ctx.stats.tunnel_closed()
             with trio.CancelScope(shield=True):
-                await stream.aclose()
+                await tunnel.stream.aclose()
+            self.ctx.finish(exchange)
 
     # -- a parent proxy -----------------------------------------------------------------
 
