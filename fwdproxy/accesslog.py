@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import stat
 import time
@@ -118,8 +119,18 @@ def _char_bytes(char: str) -> bytes:
     return char.encode("latin-1") if ord(char) < 256 else char.encode("utf-8")
 
 
+# Text that needs no escaping at all (the usual case): printable ASCII without a space,
+# and without the characters _token escapes.
+_PLAIN_URL = re.compile(r"[!-~]*")
+_PLAIN_TOKEN = re.compile(r'[!#-$&-~]*')
+_PLAIN_QUOTED = re.compile(r'[ !#-\[\]-~]*')
+
+
 def _percent(text: str, also: str = "") -> str:
     """`text` with spaces, controls, non-ASCII and the characters in `also` %-encoded."""
+    if (_PLAIN_TOKEN if also else _PLAIN_URL).fullmatch(text) and not (
+            also and any(c in text for c in also)):
+        return text
     return "".join(
         c if 32 < ord(c) < 127 and c not in also else "".join(f"%{b:02X}" for b in _char_bytes(c))
         for c in text
@@ -140,6 +151,8 @@ def _token(value: str | None) -> str:
 def _quoted(text: str) -> str:
     r"""Apache's log escaping inside "...": ``\"``, ``\\``, and ``\xhh`` for other bytes
     outside printable ASCII, so a value can neither end its field nor the line."""
+    if _PLAIN_QUOTED.fullmatch(text):
+        return text
     out = []
     for c in text:
         if c in '"\\':
@@ -166,8 +179,10 @@ def _duration_ms(exchange: Exchange, now: float) -> int:
 
 def format_line(exchange: Exchange, now: float) -> str:
     """The ``fwdproxy`` line for `exchange` (without the newline)."""
-    detail = exchange.detail.replace("\\", "\\\\").replace('"', '\\"')
-    detail = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in detail)
+    detail = exchange.detail
+    if not _PLAIN_QUOTED.fullmatch(detail):
+        detail = detail.replace("\\", "\\\\").replace('"', '\\"')
+        detail = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in detail)
     return (
         f"{_utc_stamp(exchange.started)} {exchange.client} {exchange.method} {_url(exchange.url)} "
         f"{exchange.status or '-'} up={exchange.bytes_up} down={exchange.bytes_down} "

@@ -12,6 +12,7 @@ No policy lives here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +72,10 @@ class ForwardSettings:
 
 
 
-def has_body(request: h11.Request) -> bool:
-    """True when the request carries a body (chunked, or a non-zero Content-Length)."""
-    for name, value in request.headers:
+def has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when a request with these headers carries a body (chunked, or a non-zero
+    Content-Length)."""
+    for name, value in headers:
         if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
             return True
     return False
@@ -96,12 +98,12 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
         UpstreamAborted: the origin failed after the response head was sent.
         ConnectionLost: the client went away.
     """
-    upgrade = is_upgrade_request(request.headers)
-    headers = request_headers_for_origin(
-        request.headers, target.host_header, settings.via, upgrade=upgrade
-    )
+    # One pass over h11's Headers (a Sequence read item by item); the scans below use the list.
+    received = list(request.headers)
+    upgrade = is_upgrade_request(received)
+    headers = request_headers_for_origin(received, target.host_header, settings.via, upgrade=upgrade)
     origin = upstream.http
-    bodiless = not has_body(request)
+    bodiless = not has_body(received)
     if bodiless:
         # h11 yields a bodiless request's EndOfMessage without reading (none is left on a
         # retry): take it now, and spare the request a body-pump task.
@@ -221,11 +223,7 @@ class _ResponseRelay:
     async def _next(self) -> object:
         timeout = self.settings.read_timeout
         try:
-            # A plain CancelScope: fail_after's context-manager wrapper costs more per event.
-            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-                event = await self.origin.next_event(self._flush)
-            if scope.cancelled_caught:
-                raise trio.TooSlowError
+            event = await self.origin.next_event(self._flush, silence=timeout)
         except trio.TooSlowError as exc:
             raise self._fail(exc, f"{self.target.authority} sent nothing for {timeout:g} s") from exc
         except ConnectionLost as exc:
@@ -254,13 +252,14 @@ class _ResponseRelay:
             elif kind is h11.Response:
                 assert isinstance(event, h11.Response)
                 self.exchange.status = event.status_code
-                for name, value in event.headers:
+                received = list(event.headers)
+                for name, value in received:
                     if name == b"content-type":
                         self.exchange.content_type = value.decode("latin-1")
                 self._queue(h11.Response(
                     status_code=event.status_code,
                     reason=event.reason,
-                    headers=response_headers_for_client(event.headers, via),
+                    headers=response_headers_for_client(received, via),
                 ))
                 self.head_sent = True
             elif kind is h11.EndOfMessage:

@@ -104,14 +104,19 @@ class H11Stream:
         self._head_ok = False
         self._scan_from = 0  # where the search for the head's end resumes
 
-    async def next_event(self, before_receive: Callable[[], Awaitable[None]] | None = None) -> Any:
+    async def next_event(self, before_receive: Callable[[], Awaitable[None]] | None = None,
+                         silence: float | None = None) -> Any:
         """The next h11 event, reading from the stream as needed.
 
         Args:
             before_receive: awaited before each wait for more bytes (a relay flushes what
                 it holds for the other side there, so nothing sits while we wait).
+            silence: if given, the longest wait for more bytes, in seconds. (Only an actual
+                wait gets a cancel scope: the events of a small message usually arrive
+                in one read, and a scope per event is a large share of a request's cost.)
 
         Raises:
+            trio.TooSlowError: nothing arrived within `silence`.
             BadRequest, HeadTooLarge: a malformed request (client side).
             BadGateway: a malformed response (origin side).
             ConnectionLost: the transport failed.
@@ -126,7 +131,13 @@ class H11Stream:
             if event is h11.NEED_DATA:
                 if before_receive is not None:
                     await before_receive()
-                await self._receive()
+                if silence is None:
+                    await self._receive()
+                else:
+                    with trio.CancelScope(deadline=trio.current_time() + silence) as scope:
+                        await self._receive()
+                    if scope.cancelled_caught:
+                        raise trio.TooSlowError
                 continue
             if type(event) is h11.Request:
                 self._reset_head(b"")

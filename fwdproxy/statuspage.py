@@ -234,7 +234,7 @@ def status_page(snapshot: StatsSnapshot, *, rules_summary: str, rules_errors: in
     s = snapshot
     tiles = "".join([
         _tile("Requests / s", human_rate(s.requests_per_second),
-              f"{s.requests_last_minute:,} in the last 60 s"),
+              f"{s.requests_last_minute:,} in 60 s"),
         _tile("Requests", f"{s.requests:,}", _plural(s.errors, "error")),
         _tile("Allowed", f"{s.allowed:,}", kind="allowed"),
         _tile("Blocked", f"{s.blocked:,}", _plural(s.auth_failures, "auth failure"), kind="blocked"),
