@@ -589,7 +589,7 @@ class Target:
     """One column of measurements: direct, fwdproxy, a peer, or a proxy of W5/the sweep."""
 
     name: str
-    kind: str  # "direct", "fwdproxy" or "peer"
+    kind: str  # "direct", "fwdproxy", "peer" or "reference" (--ceilings)
     version: str = ""
     proc: Proc | None = None
     port: int | None = None
@@ -734,6 +734,25 @@ def start_peer(procs: Processes, work: Path, name: str, origin: Origin, cpu: str
     target.port = port
     time.sleep(0.3)
     target.results["rss_start_kib"] = tree_rss_kib(proc.pid)
+    return target
+
+
+CEILINGS = {"ref: trio relay": "relay", "ref: trio + h11": "h11"}
+
+
+def start_reference(procs: Processes, work: Path, name: str, origin: Origin, cpu: str | None) -> Target:
+    """One of scripts/bench_ceilings.py's forwarders, for W1 only (see --ceilings)."""
+    target = Target(name, "reference", version="scripts/bench_ceilings.py")
+    port = free_port()
+    command = [sys.executable, str(ROOT / "scripts" / "bench_ceilings.py"), CEILINGS[name],
+               str(origin.port_a), str(port)]
+    proc = procs.start(name, pinned(cpu, command), work / f"{CEILINGS[name]}-stderr.log")
+    target.proc = proc
+    if not wait_ports(proc, [port]):
+        target.status = f"failed to start (exit status {proc.popen.poll()}): {proc.tail(8)}"
+        procs.stop(proc)
+        return target
+    target.port = port
     return target
 
 
@@ -1316,6 +1335,14 @@ def verdicts(bench: Bench) -> list[dict[str, Any]]:
             mine is not None and mine >= ISSUE_PRIVOXY_W1,
             (f"fwdproxy ×{mine:.2f}" if mine else "failed")
             + (f"; privoxy in this run ×{measured:.2f}" if measured else ""), kind="info")
+    for name in CEILINGS:
+        reference = by_name.get(name)
+        measured = r(reference, "W1")
+        if measured is not None:
+            mine = r(fwd, "W1")
+            add(f"W1 ceiling, {name[5:]} without any proxy logic (scripts/bench_ceilings.py)", None,
+                f"×{measured:.2f} of direct; fwdproxy ×{mine:.2f}, "
+                f"{mine / measured:.0%} of this ceiling" if mine else f"×{measured:.2f}", kind="info")
     if "W2" in fwd.results:
         mine, theirs = r(fwd, "W2"), r(squid, "W2")
         bar, source = (theirs, "squid in this run") if theirs else (ISSUE_SQUID_W2, "squid in the issue")
@@ -1446,6 +1473,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, help="length of a W1/W2 round (default 10, quick 3)")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="where to write the figures (default: bench.json in a new temporary folder)")
+    parser.add_argument("--ceilings", action="store_true",
+                        help="also run W1 through two reference forwarders with no proxy logic "
+                        "(scripts/bench_ceilings.py: trio alone, trio + h11): what a single "
+                        "Python process on this stack can reach at all")
     parser.add_argument("--builtin-origin", action="store_true", help="use the built-in origin even "
                         "when nginx is installed")
     args = parser.parse_args(argv)
@@ -1536,6 +1567,12 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> int:
             log(f"{name}: {peer.status}{' ' + peer.version if peer.running else ''}")
             bench.targets.append(peer)
             info["versions"][name] = peer.version or None
+    references: list[Target] = []
+    if args.ceilings:
+        for name in CEILINGS:
+            reference = start_reference(procs, work, name, bench.origin, bench.proxy_cpu)
+            log(f"{name}: {reference.status}")
+            references.append(reference)
     proxies = [t for t in bench.targets if t.kind != "direct" and t.running]
     for target in proxies:
         assert target.port is not None
@@ -1547,7 +1584,11 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> int:
         for target in proxies:
             bench.w4(target)
     if "W1" in wanted:
-        bench.w1(running)
+        bench.w1(running + [r for r in references if r.running])
+    bench.targets += references
+    for reference in references:  # W1 only: they are done
+        if reference.proc is not None:
+            procs.stop(reference.proc)
     if "W2" in wanted:
         bench.w2(running)
     if "W3" in wanted:
