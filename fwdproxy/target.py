@@ -266,6 +266,7 @@ def parse_host_header(value: bytes) -> tuple[str, int | None]:
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_SLASHES = re.compile(r"//+")
 
 
 def _decode_unreserved(match: re.Match[str]) -> str:
@@ -295,13 +296,19 @@ def remove_dot_segments(path: str) -> str:
 
 def normalize_path(path: str) -> str:
     """The form URL rules match: unreserved characters percent-decoded, other escapes in
-    upper case, dot segments removed (RFC 3986 §6.2.2); the query is kept as it is.
+    upper case, runs of slashes merged, dot segments removed (RFC 3986 §6.2.2); the query
+    is kept as it is.
 
     The request itself is forwarded byte for byte; this is only what rules compare.
     """
     path, sep, query = path.partition("?")
     if "%" in path:
         path = _PERCENT.sub(_decode_unreserved, path)
+    if "//" in path:
+        # Not RFC 3986 (empty segments are segments), but what most origins do (nginx's
+        # merge_slashes, Apache's MergeSlashes): //private/ would otherwise reach them
+        # past a /private/ rule.
+        path = _SLASHES.sub("/", path)
     if "." in path:
         path = remove_dot_segments(path)
     if not path.startswith("/"):

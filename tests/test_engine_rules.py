@@ -481,6 +481,7 @@ def test_a_name_resolving_to_a_blocked_address() -> None:
 _UNRESERVED_SPELL = st.sampled_from(["same", "pct"])
 _DOT = st.sampled_from([".", "%2E", "%2e"])
 _DOTDOT = st.sampled_from(["..", "%2E%2E", ".%2e", "%2e.", "%2E."])
+_SLASH = st.sampled_from(["/", "/", "//", "///"])
 
 
 @st.composite
@@ -497,7 +498,8 @@ def spelled_path(draw: st.DrawFn, segments: list[str]) -> str:
             else:
                 out.extend([draw(st.from_regex(r"[a-z]{1,3}", fullmatch=True)), draw(_DOTDOT)])
         out.append("".join(_pct(c, draw) if draw(_UNRESERVED_SPELL) == "pct" else c for c in segment))
-    return "/" + "/".join(out)
+    # Runs of slashes count as one, as the origins that merge them (nginx, Apache) read them.
+    return "".join(draw(_SLASH) + part for part in out)
 
 
 @given(spelled_name("paths.example"), st.from_regex(r"[a-z0-9~_.-]{0,6}", fullmatch=True),
@@ -528,6 +530,9 @@ def test_spellings_of_a_url_matched_by_a_regex(host: str, port: str, data: st.Da
         ("http://paths.example/PRIVATE/", (True, "default", None)),       # paths are case-sensitive
         ("http://paths.example/%2Fprivate/", (True, "default", None)),    # %2F is no "/"
         ("http://paths.example/x/../private/", (False, "deny/ads.txt:4", "ads")),
+        ("http://paths.example//private/", (False, "deny/ads.txt:4", "ads")),   # merged slashes
+        ("http://paths.example/private//x", (False, "deny/ads.txt:4", "ads")),
+        ("http://paths.example/x/..//private/", (False, "deny/ads.txt:4", "ads")),
         ("http://paths.example/%70rivate/a", (False, "deny/ads.txt:4", "ads")),
         ("http://notblocked.example/", (True, "default", None)),
         ("http://blocked.example.org/", (True, "default", None)),

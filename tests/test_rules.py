@@ -418,3 +418,12 @@ def test_check_regex(pattern: str, problem: str | None) -> None:
 def test_non_ascii_digits_in_a_port_are_a_reported_error_not_a_crash(line: str) -> None:
     calls = parse(line)
     assert [call[0] for call in calls] == ["error"], calls
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("HTTP://Example.COM/Path/", [url("example.com", None, "/Path/")]),
+    ("Http://example.com:8080/x", [url("example.com", 8080, "/x")]),
+    ("HTTPS://example.com/x", [err("plain HTTP only")]),
+])
+def test_url_schemes_are_case_insensitive(line: str, expected: list[Call]) -> None:
+    assert_calls(parse(line), expected)

@@ -140,11 +140,12 @@ def _network(token: str) -> IPNetwork | None:
 
 
 def _url_prefix(text: str, sink: RuleSink, number: int, *, drop_www: bool) -> None:
-    if text.startswith("https://"):
+    scheme = text[:8].lower()  # schemes are case-insensitive: HTTP:// is http://
+    if scheme.startswith("https://"):
         sink.error(number, "URL rules see plain HTTP only (https:// is tunnelled, its path "
                            "is never seen): use a domain entry")
         return
-    if text.startswith("http://"):
+    if scheme.startswith("http://"):
         text = text[len("http://"):]
     authority, slash, path = text.partition("/")
     host_text, colon, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
