@@ -726,15 +726,21 @@ def start_peer(procs: Processes, work: Path, name: str, origin: Origin, cpu: str
     conf.write_text(text)
     target.config = text
     proc = procs.start(name, pinned(cpu, command), folder / "stderr.log")
+    if _started(procs, target, proc, port):
+        time.sleep(0.3)
+        target.results["rss_start_kib"] = tree_rss_kib(proc.pid)
+    return target
+
+
+def _started(procs: Processes, target: Target, proc: Proc, port: int) -> bool:
+    """Wait for `proc` to accept on `port`: the target gets its port, or says why not."""
     target.proc = proc
     if not wait_ports(proc, [port]):
         target.status = f"failed to start (exit status {proc.popen.poll()}): {proc.tail(8)}"
         procs.stop(proc)
-        return target
+        return False
     target.port = port
-    time.sleep(0.3)
-    target.results["rss_start_kib"] = tree_rss_kib(proc.pid)
-    return target
+    return True
 
 
 CEILINGS = {"ref: trio relay": "relay", "ref: trio + h11": "h11"}
@@ -746,13 +752,8 @@ def start_reference(procs: Processes, work: Path, name: str, origin: Origin, cpu
     port = free_port()
     command = [sys.executable, str(ROOT / "scripts" / "bench_ceilings.py"), CEILINGS[name],
                str(origin.port_a), str(port)]
-    proc = procs.start(name, pinned(cpu, command), work / f"{CEILINGS[name]}-stderr.log")
-    target.proc = proc
-    if not wait_ports(proc, [port]):
-        target.status = f"failed to start (exit status {proc.popen.poll()}): {proc.tail(8)}"
-        procs.stop(proc)
-        return target
-    target.port = port
+    _started(procs, target, procs.start(name, pinned(cpu, command), work / f"{CEILINGS[name]}-stderr.log"),
+             port)
     return target
 
 

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fwdproxy.accesslog import Exchange
 from fwdproxy.stats import (
     MINUTES,
     PUBLISHED_TOP,
@@ -28,16 +27,7 @@ from fwdproxy.stats import (
     snapshot_from_dict,
     snapshot_to_dict,
 )
-
-# 2024-01-01 00:00:00 UTC: a whole hour, so minute 0 of the ring is minute 0 of an hour.
-T0 = 1_704_067_200.0
-
-
-def ex(verdict: str = "allow", *, url: str = "http://example.com/", status: int = 200,
-       client: str = "10.0.0.1", category: str | None = None, up: int = 0,
-       down: int = 0, method: str = "GET") -> Exchange:
-    return Exchange(client=client, started=T0, method=method, url=url, status=status,
-                    bytes_up=up, bytes_down=down, verdict=verdict, category=category)
+from tests.test_stats import T0, ex
 
 
 def busy_stats(started: float = T0, now: float = T0 + 600) -> Stats:

@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import h11
 import pytest
@@ -298,6 +299,33 @@ async def memory_pair() -> StreamPair:
 PAIRS = {"tcp": tcp_pair, "socketpair": socketpair_pair, "memory": memory_pair}
 
 
+@dataclass
+class Mode:
+    """How the relay moves bytes between two sockets: "copy" (through Python) or
+    "splice" (zero-copy from the first byte); `spliced` counts what os.splice moved."""
+
+    name: str
+    spliced: list[int]
+
+
+@pytest.fixture(params=["copy", "splice"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mode:
+    result = Mode(request.param, [])
+    if request.param == "splice":
+        if not tunnel._CAN_SPLICE:
+            pytest.skip("os.splice is Linux-only")
+        monkeypatch.setattr(tunnel, "SPLICE_AFTER", 0)
+        real = os.splice
+
+        def counting(*args: int, **kwargs: int) -> int:
+            n = real(*args, **kwargs)
+            result.spliced.append(n)
+            return n
+
+        monkeypatch.setattr(os, "splice", counting)
+    return result
+
+
 class RelayRun:
     """relay() running in a nursery between two pairs: client_end ⇄ [proxy] ⇄ origin_end."""
 
@@ -315,7 +343,7 @@ class RelayRun:
 
 @pytest.mark.parametrize("make_pair", PAIRS.values(), ids=PAIRS.keys())
 async def test_relay_both_ways_initial_bytes_and_half_close(
-        make_pair: Callable[[], Awaitable[StreamPair]]) -> None:
+        make_pair: Callable[[], Awaitable[StreamPair]], mode: Mode) -> None:
     client_end, proxy_client = await make_pair()
     proxy_upstream, origin_end = await make_pair()
     run = RelayRun()
@@ -336,6 +364,11 @@ async def test_relay_both_ways_initial_bytes_and_half_close(
         assert await read_to_eof(client_end) == b"late answer"
         await run.done.wait()
     assert run.result == RelayResult(bytes_up=7, bytes_down=2 + 5 + 11, ended="closed")
+    if mode.name == "splice" and make_pair is not memory_pair:
+        # All but the initial bytes, counted into the pipe and out of it.
+        assert sum(mode.spliced) == 2 * (5 + 5 + 11)
+    else:
+        assert mode.spliced == []
     for stream in (client_end, proxy_client, proxy_upstream, origin_end):
         await stream.aclose()
 
@@ -363,9 +396,57 @@ async def test_relay_moves_a_large_body_intact() -> None:
         await stream.aclose()
 
 
-async def test_relay_idle_timeout_pushed_by_traffic(autojump_clock: trio.testing.MockClock) -> None:
-    client_end, proxy_client = trio.testing.memory_stream_pair()
-    proxy_upstream, origin_end = trio.testing.memory_stream_pair()
+async def test_bulk_both_ways_switches_to_splice_and_arrives_intact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the real threshold: each direction copies its first SPLICE_AFTER bytes, then
+    splices the rest, and every byte arrives in order."""
+    if not tunnel._CAN_SPLICE:
+        pytest.skip("os.splice is Linux-only")
+    spliced: list[int] = []
+    real = os.splice
+
+    def counting(*args: int, **kwargs: int) -> int:
+        n = real(*args, **kwargs)
+        spliced.append(n)
+        return n
+
+    monkeypatch.setattr(os, "splice", counting)
+    client_end, proxy_client = await tcp_pair()
+    proxy_upstream, origin_end = await tcp_pair()
+    up = bytes(range(256)) * 4096 * 3         # 3 MiB, well past SPLICE_AFTER
+    down = bytes(reversed(range(256))) * 4096 * 2
+    run = RelayRun()
+    received: dict[str, bytes] = {}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: run.run(proxy_client, proxy_upstream, client_initial=b"C0",
+                                           idle_timeout=60))
+
+        async def origin() -> None:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(origin_end.send_all, down)
+                received["origin"] = await read_to_eof(origin_end)
+            await origin_end.send_eof()
+
+        async def client() -> None:
+            received["client"] = await read_to_eof(client_end)
+
+        nursery.start_soon(origin)
+        nursery.start_soon(client)
+        await client_end.send_all(up)
+        await client_end.send_eof()
+    assert received == {"origin": b"C0" + up, "client": down}
+    assert run.result == RelayResult(bytes_up=len(up) + 2, bytes_down=len(down), ended="closed")
+    copied_at_most = 2 * (tunnel.SPLICE_AFTER + tunnel.RECEIVE_SIZE)
+    assert sum(spliced) // 2 >= len(up) + len(down) - copied_at_most
+    for stream in (client_end, proxy_client, proxy_upstream, origin_end):
+        await stream.aclose()
+
+
+@pytest.mark.parametrize("make_pair", [memory_pair, tcp_pair], ids=["memory", "tcp"])
+async def test_relay_idle_timeout_pushed_by_traffic(
+        autojump_clock: trio.testing.MockClock, make_pair: Callable[[], Awaitable[StreamPair]],
+        mode: Mode) -> None:
+    client_end, proxy_client = await make_pair()
+    proxy_upstream, origin_end = await make_pair()
     run = RelayRun()
     async with trio.open_nursery() as nursery:
         start = trio.current_time()
@@ -376,10 +457,12 @@ async def test_relay_idle_timeout_pushed_by_traffic(autojump_clock: trio.testing
         await run.done.wait()
     assert run.ended_at - start == pytest.approx(55)
     assert run.result == RelayResult(bytes_up=0, bytes_down=4, ended="idle")
+    for stream in (client_end, proxy_client, proxy_upstream, origin_end):
+        await stream.aclose()
 
 
 async def test_relay_idle_after_one_side_half_closed(
-        autojump_clock: trio.testing.MockClock) -> None:
+        autojump_clock: trio.testing.MockClock, mode: Mode) -> None:
     """A client that half-closed and an origin that never answers: idle ends it."""
     client_end, proxy_client = await tcp_pair()
     proxy_upstream, origin_end = await tcp_pair()
@@ -396,7 +479,7 @@ async def test_relay_idle_after_one_side_half_closed(
         await stream.aclose()
 
 
-async def test_relay_reset_on_one_side_ends_both_directions() -> None:
+async def test_relay_reset_on_one_side_ends_both_directions(mode: Mode) -> None:
     client_end, proxy_client = await tcp_pair()
     proxy_upstream, origin_end = await tcp_pair()
     run = RelayRun()
@@ -435,122 +518,3 @@ async def test_relay_without_half_close_ends_on_first_eof(
         await run.done.wait()
     assert run.result == RelayResult(bytes_up=2, bytes_down=4, ended="closed")
 
-
-# -- the zero-copy path (splice) ---------------------------------------------------------
-
-needs_splice = pytest.mark.skipif(not tunnel._CAN_SPLICE, reason="os.splice is Linux-only")
-
-
-@pytest.fixture
-def splice_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the bytes each os.splice() call moved (the real call does the work)."""
-    moved: list[int] = []
-    real = os.splice
-
-    def counting(*args: int, **kwargs: int) -> int:
-        n = real(*args, **kwargs)
-        moved.append(n)
-        return n
-
-    monkeypatch.setattr(os, "splice", counting)
-    return moved
-
-
-@needs_splice
-async def test_bulk_both_ways_switches_to_splice_and_arrives_intact(splice_calls: list[int]) -> None:
-    client_end, proxy_client = await tcp_pair()
-    proxy_upstream, origin_end = await tcp_pair()
-    up = bytes(range(256)) * 4096 * 3         # 3 MiB, well past SPLICE_AFTER
-    down = bytes(reversed(range(256))) * 4096 * 2
-    run = RelayRun()
-    received: dict[str, bytes] = {}
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: run.run(proxy_client, proxy_upstream, client_initial=b"C0",
-                                           idle_timeout=60))
-
-        async def origin() -> None:
-            async with trio.open_nursery() as inner:
-                inner.start_soon(origin_end.send_all, down)
-                received["origin"] = await read_to_eof(origin_end)
-            await origin_end.send_eof()
-
-        async def client() -> None:
-            received["client"] = await read_to_eof(client_end)
-
-        nursery.start_soon(origin)
-        nursery.start_soon(client)
-        await client_end.send_all(up)
-        await client_end.send_eof()
-    assert received == {"origin": b"C0" + up, "client": down}
-    assert run.result == RelayResult(bytes_up=len(up) + 2, bytes_down=len(down), ended="closed")
-    # Both directions went through the kernel for all but their first SPLICE_AFTER bytes
-    # (each chunk is counted twice: into the pipe and out of it).
-    spliced = sum(splice_calls) // 2
-    assert spliced >= len(up) + len(down) - 2 * (tunnel.SPLICE_AFTER + tunnel.RECEIVE_SIZE)
-    for stream in (client_end, proxy_client, proxy_upstream, origin_end):
-        await stream.aclose()
-
-
-@needs_splice
-@pytest.mark.parametrize("make_pair", [tcp_pair, socketpair_pair], ids=["tcp", "socketpair"])
-async def test_spliced_relay_keeps_half_close_and_counts(
-        make_pair: Callable[[], Awaitable[StreamPair]], monkeypatch: pytest.MonkeyPatch,
-        splice_calls: list[int]) -> None:
-    monkeypatch.setattr(tunnel, "SPLICE_AFTER", 0)  # splice from the first byte
-    client_end, proxy_client = await make_pair()
-    proxy_upstream, origin_end = await make_pair()
-    run = RelayRun()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: run.run(proxy_client, proxy_upstream, idle_timeout=60))
-        await client_end.send_all(b"hello")
-        assert await receive_exactly(origin_end, 5) == b"hello"
-        await client_end.send_eof()
-        assert await read_to_eof(origin_end) == b""
-        await origin_end.send_all(b"late answer")
-        await origin_end.send_eof()
-        assert await read_to_eof(client_end) == b"late answer"
-        await run.done.wait()
-    assert run.result == RelayResult(bytes_up=5, bytes_down=11, ended="closed")
-    assert sum(splice_calls) == 2 * (5 + 11)
-    for stream in (client_end, proxy_client, proxy_upstream, origin_end):
-        await stream.aclose()
-
-
-@needs_splice
-async def test_spliced_traffic_pushes_the_idle_deadline(
-        autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tunnel, "SPLICE_AFTER", 0)
-    client_end, proxy_client = await tcp_pair()
-    proxy_upstream, origin_end = await tcp_pair()
-    run = RelayRun()
-    async with trio.open_nursery() as nursery:
-        start = trio.current_time()
-        nursery.start_soon(lambda: run.run(proxy_client, proxy_upstream, idle_timeout=30))
-        await trio.sleep(25)
-        await origin_end.send_all(b"tick")
-        assert await receive_exactly(client_end, 4) == b"tick"
-        await run.done.wait()
-    assert run.ended_at - start == pytest.approx(55)
-    assert run.result == RelayResult(bytes_up=0, bytes_down=4, ended="idle")
-    for stream in (client_end, proxy_client, proxy_upstream, origin_end):
-        await stream.aclose()
-
-
-@needs_splice
-async def test_reset_while_splicing_ends_both_directions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tunnel, "SPLICE_AFTER", 0)
-    client_end, proxy_client = await tcp_pair()
-    proxy_upstream, origin_end = await tcp_pair()
-    run = RelayRun()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: run.run(proxy_client, proxy_upstream, idle_timeout=60))
-        await client_end.send_all(b"abc")
-        assert await receive_exactly(origin_end, 3) == b"abc"
-        origin_end.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await origin_end.aclose()
-        with trio.fail_after(5):
-            await run.done.wait()
-    assert run.result is not None and run.result.ended == "reset"
-    assert run.result.bytes_up == 3
-    for stream in (client_end, proxy_client, proxy_upstream):
-        await stream.aclose()

@@ -19,6 +19,7 @@ never hangs it); a proxy is stopped with SIGTERM sent to the pid we started, and
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -82,6 +83,18 @@ def run(args: Sequence[str | Path], *, timeout: float = CLIENT_TIMEOUT,
         env=client_env() if env is None else env, cwd=cwd, stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def fetch_through(proxy_port: int, url: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
+    """One GET through the proxy at `host`:`proxy_port` on a new connection of its own
+    (safe to run in threads; with --workers the kernel picks a worker anew)."""
+    conn = http.client.HTTPConnection(host, proxy_port, timeout=CLIENT_TIMEOUT)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 # -- origins -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     Origin,
     ProxyProcess,
     StartProxy,
+    fetch_through,
     run,
 )
 
@@ -178,17 +179,6 @@ def test_own_address_shows_the_info_page(proxy: ProxyProcess) -> None:
     assert response.getheader("Content-Type", "").startswith("text/html")
     assert "fwdproxy" in body
     assert f"127.0.0.1:{proxy.port}" in body
-
-
-def fetch_through(proxy_port: int, url: str) -> tuple[int, bytes]:
-    """One GET through the proxy on its own connection (run in a thread)."""
-    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=REQUEST_TIMEOUT)
-    try:
-        conn.request("GET", url)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def test_sigint_finishes_the_request_in_flight_then_exits_0(

@@ -45,6 +45,9 @@ from tests.e2e.conftest import (
     client_env,
     run,
 )
+from tests.e2e.conftest import (
+    fetch_through as fetch,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -111,17 +114,6 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str,
             detail = f"; stderr:\n{proxy.stderr}" if proxy is not None else ""
             pytest.fail(f"not within {timeout:g} s: {what}{detail}")
         time.sleep(POLL)
-
-
-def fetch(port: int, url: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
-    """One GET on a new connection to the proxy (so SO_REUSEPORT picks a worker anew)."""
-    conn = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
-    try:
-        conn.request("GET", url)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def metrics(port: int) -> dict[str, float]:
