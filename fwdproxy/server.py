@@ -227,8 +227,8 @@ async def serve(
         root = config.rules
         watched = (config.auth.htpasswd,) if config.auth is not None else ()
         seen = ctx.loaded.fingerprint
-        # The first check is at once: a restarted worker starts from the rules its
-        # supervisor read at start-up, which may be older than the files.
+        # The first check is at once: the files may have changed since they were read
+        # (with --workers, the supervisor read them before it forked this worker).
         wait = 0.0
         while True:
             with trio.move_on_after(wait):
