@@ -747,7 +747,7 @@ CEILINGS = {"ref: trio relay": "relay", "ref: trio + h11": "h11"}
 
 
 def start_reference(procs: Processes, work: Path, name: str, origin: Origin, cpu: str | None) -> Target:
-    """One of scripts/bench_ceilings.py's forwarders, for W1 only (see --ceilings)."""
+    """One of scripts/bench_ceilings.py's forwarders, for W1 and W2 (see --ceilings)."""
     target = Target(name, "reference", version="scripts/bench_ceilings.py")
     port = free_port()
     command = [sys.executable, str(ROOT / "scripts" / "bench_ceilings.py"), CEILINGS[name],
@@ -1336,14 +1336,14 @@ def verdicts(bench: Bench) -> list[dict[str, Any]]:
             mine is not None and mine >= ISSUE_PRIVOXY_W1,
             (f"fwdproxy ×{mine:.2f}" if mine else "failed")
             + (f"; privoxy in this run ×{measured:.2f}" if measured else ""), kind="info")
-    for name in CEILINGS:
-        reference = by_name.get(name)
-        measured = r(reference, "W1")
-        if measured is not None:
-            mine = r(fwd, "W1")
-            add(f"W1 ceiling, {name[5:]} without any proxy logic (scripts/bench_ceilings.py)", None,
-                f"×{measured:.2f} of direct; fwdproxy ×{mine:.2f}, "
-                f"{mine / measured:.0%} of this ceiling" if mine else f"×{measured:.2f}", kind="info")
+    for workload in ("W1", "W2"):
+        for name in CEILINGS:
+            measured = r(by_name.get(name), workload)
+            if measured is not None:
+                mine = r(fwd, workload)
+                add(f"{workload} ceiling, {name[5:]} without any proxy logic (scripts/bench_ceilings.py)",
+                    None, f"×{measured:.2f} of direct; fwdproxy ×{mine:.2f}, "
+                    f"{mine / measured:.0%} of this ceiling" if mine else f"×{measured:.2f}", kind="info")
     if "W2" in fwd.results:
         mine, theirs = r(fwd, "W2"), r(squid, "W2")
         bar, source = (theirs, "squid in this run") if theirs else (ISSUE_SQUID_W2, "squid in the issue")
@@ -1475,7 +1475,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="where to write the figures (default: bench.json in a new temporary folder)")
     parser.add_argument("--ceilings", action="store_true",
-                        help="also run W1 through two reference forwarders with no proxy logic "
+                        help="also run W1 and W2 through two reference forwarders with no proxy logic "
                         "(scripts/bench_ceilings.py: trio alone, trio + h11): what a single "
                         "Python process on this stack can reach at all")
     parser.add_argument("--builtin-origin", action="store_true", help="use the built-in origin even "
@@ -1584,14 +1584,15 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> int:
     if "W4" in wanted:
         for target in proxies:
             bench.w4(target)
+    live_references = [r for r in references if r.running]
     if "W1" in wanted:
-        bench.w1(running + [r for r in references if r.running])
+        bench.w1(running + live_references)
+    if "W2" in wanted:
+        bench.w2(running + live_references)
     bench.targets += references
-    for reference in references:  # W1 only: they are done
+    for reference in references:  # W1 and W2 only: they are done
         if reference.proc is not None:
             procs.stop(reference.proc)
-    if "W2" in wanted:
-        bench.w2(running)
     if "W3" in wanted:
         bench.w3(running)
     # Peers are done: stop them so they cost nothing during W5, W6 and the sweep.

@@ -1,8 +1,9 @@
 """Reference "proxies" for `scripts/bench --ceilings`: how fast trio and h11 go on their own.
 
-Neither is a proxy anyone should run: each forwards the benchmark's W1 requests (small
-GETs in absolute form, keep-alive) to one fixed origin and nothing else, with no policy,
-no logging, no timeouts and no error handling. They answer one question with a
+Neither is a proxy anyone should run: each forwards the benchmark's W1 and W2 requests
+(small GETs in absolute form) to one fixed origin and nothing else, with no policy, no
+logging, no timeouts and no error handling. Each client connection gets its own upstream
+connection (no pool: under W2, one per request, which fwdproxy's pool avoids). They answer one question with a
 measurement: what share of the direct connection's throughput can a single Python process
 built on trio (and on trio with h11) reach at all on this machine? fwdproxy does what they
 do and much more per request, so their figures bound its own.
