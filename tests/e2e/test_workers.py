@@ -650,12 +650,16 @@ def test_each_stderr_line_is_written_whole(tmp_path: Path) -> None:
                 except TimeoutError:
                     pytest.fail(f"no {text!r} on stderr; got {writes}")
 
+        stopped = False
         try:
             read_until(b" listening on ")
             proc.send_signal(signal.SIGTERM)
             read_until(b"all workers have stopped")
+            stopped = True
         finally:
-            if proc.poll() is None:
+            # Only when the test failed before the supervisor stopped: a SIGTERM while it
+            # exits (the interpreter restores default handlers as it finalises) kills it.
+            if not stopped and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             try:
                 code = proc.wait(timeout=STARTUP_TIMEOUT)
