@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import select
 import shutil
@@ -49,7 +50,7 @@ from fwdproxy import __version__
 from fwdproxy.config import Config, Listen, LoadedRules, load_rules
 from fwdproxy.errors import ConfigError
 from fwdproxy.rulefiles import release_freed_memory
-from fwdproxy.server import Listeners, report_rules
+from fwdproxy.server import Bound, Listeners, report_rules
 from fwdproxy.sharedstats import SharedStats
 
 # A worker that dies within this many seconds of starting counts as dying young.
@@ -72,11 +73,9 @@ class Reservation:
     sockaddr: tuple[Any, ...]
     proxy_protocol: bool
 
-    def __str__(self) -> str:
-        host, port = self.sockaddr[0], self.sockaddr[1]
-        if host in ("0.0.0.0", "::"):
-            return f"*:{port}" if self.family == socket.AF_INET6 else f"0.0.0.0:{port}"
-        return f"[{host}]:{port}" if self.family == socket.AF_INET6 else f"{host}:{port}"
+    def __str__(self) -> str:  # as a single process says it: *:8080 for a wildcard
+        address = ipaddress.ip_address(str(self.sockaddr[0]).split("%", 1)[0])
+        return str(Bound(None if address.is_unspecified else address, int(self.sockaddr[1])))
 
 
 def _shared_socket(family: int) -> socket.socket:
