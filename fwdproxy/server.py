@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import trio
 
@@ -50,17 +51,30 @@ def report_rules(loaded: LoadedRules, what: str = "") -> None:
               "(fwdproxy check --lint lists them all)", file=sys.stderr, flush=True)
 
 
+def _watched(config: Config) -> tuple[Path, ...]:
+    """Files outside the rules folder that reload with it."""
+    return (config.auth.htpasswd,) if config.auth is not None else ()
+
+
+def _load_or_keep(config: Config) -> LoadedRules | None:
+    """The rules folder read anew, or None (said on stderr) when it fails to load and the
+    rules in force must stay. Blocking: call it in a thread from trio."""
+    try:
+        return load_rules(config.rules, config.auth)
+    except ConfigError as exc:
+        print(f"fwdproxy: reload failed, keeping the rules in force: {exc}",
+              file=sys.stderr, flush=True)
+        return None
+
+
 def refreshed_rules(config: Config, loaded: LoadedRules) -> LoadedRules:
     """`loaded`, or the rules folder read anew when one of its files (or the htpasswd
     file) changed since `loaded` was read. A folder that fails to load keeps `loaded`.
     Blocking: call it in a thread from trio."""
-    watched = (config.auth.htpasswd,) if config.auth is not None else ()
-    if rules_fingerprint(config.rules, watched) == loaded.fingerprint:
+    if rules_fingerprint(config.rules, _watched(config)) == loaded.fingerprint:
         return loaded
-    try:
-        fresh = load_rules(config.rules, config.auth)
-    except ConfigError as exc:
-        print(f"fwdproxy: reload failed, keeping the rules in force: {exc}", file=sys.stderr)
+    fresh = _load_or_keep(config)
+    if fresh is None:
         return loaded
     report_rules(fresh, "reloaded ")
     return fresh
@@ -224,8 +238,7 @@ async def serve(
     async def watch_rules() -> None:
         """Reload on request (SIGHUP) or when a rules file changes; the new set is built
         in a worker thread, off the event loop, and swapped in only if it loads."""
-        root = config.rules
-        watched = (config.auth.htpasswd,) if config.auth is not None else ()
+        root, watched = config.rules, _watched(config)
         seen = ctx.loaded.fingerprint
         # The first check is at once: the files may have changed since they were read
         # (with --workers, the supervisor read them before it forked this worker).
@@ -240,12 +253,8 @@ async def serve(
             if current == seen and not forced:
                 continue
             seen = current  # a broken set is retried when a file changes again
-            try:
-                fresh = await trio.to_thread.run_sync(load_rules, root, config.auth)
-            except ConfigError as exc:
-                print(f"fwdproxy: reload failed, keeping the rules in force: {exc}",
-                      file=sys.stderr, flush=True)
-            else:
+            fresh = await trio.to_thread.run_sync(_load_or_keep, config)
+            if fresh is not None:
                 seen = fresh.fingerprint
                 ctx.swap_rules(fresh)
                 del fresh  # requests in flight may still hold the old set; then it goes

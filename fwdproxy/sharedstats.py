@@ -30,13 +30,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fwdproxy.stats import Stats, StatsSnapshot, snapshot_from_dict, snapshot_to_dict
+from fwdproxy.stats import COUNTERS, Stats, StatsSnapshot, snapshot_from_dict, snapshot_to_dict
 
 # Seconds between two writes of a worker's figures.
 PUBLISH_INTERVAL = 1.0
-# The totals kept in the mapped file, in this order, as little-endian 64-bit integers.
-COUNTERS = ("requests", "allowed", "blocked", "auth_failures", "errors", "bytes_up", "bytes_down")
-_LAYOUT = struct.Struct("<7q")
+# The totals kept in the mapped file (stats.COUNTERS), as little-endian 64-bit integers.
+_LAYOUT = struct.Struct(f"<{len(COUNTERS)}q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +71,7 @@ class SharedStats:
     def store(self, stats: Stats) -> None:
         """Write this worker's totals to its mapped file (after every exchange)."""
         if self._counters is not None:
-            _LAYOUT.pack_into(self._counters, 0, stats.requests, stats.allowed, stats.blocked,
-                              stats.auth_failures, stats.errors, stats.bytes_up, stats.bytes_down)
+            _LAYOUT.pack_into(self._counters, 0, *stats.counters())
 
     def _read_counters(self, index: int) -> tuple[int, ...] | None:
         try:

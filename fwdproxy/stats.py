@@ -54,6 +54,9 @@ NO_CATEGORY = "(none)"
 
 Top = tuple[tuple[str, int], ...]
 
+# The running totals that only grow (Prometheus counters), in the order workers share them.
+COUNTERS = ("requests", "allowed", "blocked", "auth_failures", "errors", "bytes_up", "bytes_down")
+
 
 class _BoundedCounter:
     """Counts per key, keeping at most `limit` keys.
@@ -240,26 +243,21 @@ class Stats:
         """A tunnel counted by `tunnel_opened` ended."""
         self.open_tunnels = max(0, self.open_tunnels - 1)
 
+    def counters(self) -> tuple[int, ...]:
+        """The running totals, in `COUNTERS` order."""
+        return tuple(getattr(self, name) for name in COUNTERS)
+
     def carry_on(self, previous: StatsSnapshot | None, totals: Sequence[int] | None = None) -> None:
         """Continue from the worker this one replaces: its last published figures and,
-        when known, its exact totals at the end (`sharedstats.COUNTERS` order), which
-        take precedence over the published ones. The chart and top tables start afresh;
-        blocked-by-category counts come from the published figures."""
-        if totals is not None:
-            (requests, allowed, blocked, auth_failures, errors, bytes_up, bytes_down) = totals
-        elif previous is not None:
-            requests, allowed, blocked = previous.requests, previous.allowed, previous.blocked
-            auth_failures, errors = previous.auth_failures, previous.errors
-            bytes_up, bytes_down = previous.bytes_up, previous.bytes_down
-        else:
-            return
-        self.requests += requests
-        self.allowed += allowed
-        self.blocked += blocked
-        self.auth_failures += auth_failures
-        self.errors += errors
-        self.bytes_up += bytes_up
-        self.bytes_down += bytes_down
+        when known, its exact totals at the end (`COUNTERS` order), which take precedence
+        over the published ones. The chart and top tables start afresh; blocked-by-category
+        counts come from the published figures."""
+        if totals is None:
+            if previous is None:
+                return
+            totals = tuple(getattr(previous, name) for name in COUNTERS)
+        for name, value in zip(COUNTERS, totals, strict=True):
+            setattr(self, name, getattr(self, name) + value)
         if previous is not None:
             self._categories.update(dict(previous.blocked_by_category))
 
@@ -296,8 +294,7 @@ class Stats:
         )
 
 
-_TOTALS = ("requests", "allowed", "blocked", "auth_failures", "errors", "bytes_up", "bytes_down",
-           "open_tunnels", "requests_last_minute")
+_TOTALS = (*COUNTERS, "open_tunnels", "requests_last_minute")
 _SERIES = ("allowed_per_minute", "blocked_per_minute")
 _TABLES = ("top_blocked_hosts", "top_clients", "top_categories", "blocked_by_category")
 
