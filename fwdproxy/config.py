@@ -25,6 +25,7 @@ import yaml
 
 from fwdproxy.auth import Htpasswd, parse_htpasswd
 from fwdproxy.errors import BadRequest, ConfigError
+from fwdproxy.headers import is_via_token
 from fwdproxy.pac import pac_script
 from fwdproxy.policy import Policy, PortRange
 from fwdproxy.policy.engine import IPNetwork
@@ -173,7 +174,10 @@ class Config:
 
     def via_name(self, bound_port: int) -> str:
         """Our Via name: configured, or host name and port (unique per node in a chain)."""
-        return self.via or f"{socket.gethostname()}:{bound_port}"
+        if self.via:
+            return self.via
+        host = "".join(c if is_via_token(c) else "-" for c in socket.gethostname())
+        return f"{host}:{bound_port}"
 
     def policy(self, loaded: LoadedRules | None = None) -> Policy:
         """The pure policy for this configuration and rule set (listeners are added once
@@ -531,8 +535,9 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["contact"] = str(value).strip()
         elif key == "via":
             text = str(value).strip()
-            if not text or any(c in text for c in " ,\r\n\t") or not text.isascii():
-                raise ConfigError(f"{where}: {value!r} must be one ASCII token (no spaces or commas)")
+            if not is_via_token(text):
+                raise ConfigError(f"{where}: {value!r} must be one token of visible ASCII "
+                                  "(no spaces, commas or control characters)")
             changes["via"] = text
         elif key == "access_log":
             if isinstance(value, dict):

@@ -21,9 +21,10 @@ import trio
 
 from fwdproxy.accesslog import Exchange
 from fwdproxy.errors import BadGateway, ConnectionLost, GatewayTimeout
-from fwdproxy.h11_stream import H11Stream
+from fwdproxy.h11_stream import H11Stream, checked_headers
 from fwdproxy.headers import (
     is_upgrade_request,
+    is_via_token,
     request_headers_for_origin,
     response_headers_for_client,
 )
@@ -69,6 +70,10 @@ class ForwardSettings:
     client_idle_timeout: float
     tunnel_idle_timeout: float
 
+    def __post_init__(self) -> None:
+        # Via goes out with every message unchecked (checked_headers): check it once here.
+        if not is_via_token(self.via):
+            raise ValueError(f"the Via name {self.via!r} is not one token of visible ASCII")
 
 
 
@@ -117,7 +122,7 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
             headers.append((b"proxy-authorization", parent_authorization))
     try:
         await origin.send(h11.Request(method=request.method, target=request_target,
-                                      headers=headers))
+                                      headers=checked_headers(headers)))
         if bodiless:
             await origin.send(h11.EndOfMessage())
     except ConnectionLost as exc:
@@ -205,11 +210,11 @@ class _ResponseRelay:
             return
         data, self.pending = bytes(self.pending), bytearray()
         timeout = self.settings.client_idle_timeout
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-            await self.client.send_raw(data)
-        if scope.cancelled_caught:
+        try:
+            await self.client.send_raw(data, silence=timeout)
+        except trio.TooSlowError:
             self.client.conn.send_failed()
-            raise ConnectionLost(f"the client read nothing for {timeout:g} s")
+            raise ConnectionLost(f"the client read nothing for {timeout:g} s") from None
 
     def _fail(self, exc: Exception, message: str) -> Exception:
         if self.head_sent:
@@ -259,13 +264,16 @@ class _ResponseRelay:
                 self._queue(h11.Response(
                     status_code=event.status_code,
                     reason=event.reason,
-                    headers=response_headers_for_client(received, via),
+                    headers=checked_headers(response_headers_for_client(received, via)),
                 ))
                 self.head_sent = True
             elif kind is h11.EndOfMessage:
                 assert isinstance(event, h11.EndOfMessage)
-                trailers = list(event.headers) if self.client.conn.their_http_version == b"1.1" else []
-                self._queue(h11.EndOfMessage(headers=trailers))
+                # Trailers as h11 parsed them (no new check); none to an HTTP/1.0 client.
+                if self.client.conn.their_http_version == b"1.1":
+                    self._queue(event)
+                else:
+                    self._queue(h11.EndOfMessage())
                 await self._flush()
                 return False
             elif kind is h11.InformationalResponse:

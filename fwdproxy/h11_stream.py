@@ -15,23 +15,40 @@ check reads each head's raw bytes once, as they arrive, before h11 parses them.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import h11
 import trio
 
-from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
+# h11's own header container. Private, but an event built on one skips h11's re-validation
+# of every header (see `checked_headers`); pyproject pins h11 below 0.17 for this.
+from h11._headers import Headers as _H11Headers
 
-# Large enough that a body moves in few syscalls, small enough that thousands of
-# connections with one chunk in flight each stay within a few hundred MiB.
-RECEIVE_SIZE = 65_536
+from fwdproxy import fdio
+from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
+from fwdproxy.fdio import RECEIVE_SIZE
+
+__all__ = ["RECEIVE_SIZE", "H11Stream", "check_request_head", "checked_headers"]
 
 _HEAD_END = re.compile(rb"\n\r?\n")
 # C0 controls other than HTAB, LF and CR, and DEL: h11 refuses only NUL and whitespace.
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FRAMING = (b"content-length", b"transfer-encoding")
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise trio.TooSlowError if the block takes longer than `seconds` (None: no limit)."""
+    if seconds is None:
+        yield
+        return
+    with trio.CancelScope(deadline=trio.current_time() + seconds) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise trio.TooSlowError
 
 
 def check_request_head(head: bytes) -> None:
@@ -83,6 +100,17 @@ def check_request_head(head: bytes) -> None:
         raise BadRequest("both Content-Length and Transfer-Encoding: the body length is ambiguous")
 
 
+def checked_headers(headers: list[tuple[bytes, bytes]]) -> Any:
+    """`headers` in the form h11 keeps them, so that the event built on them is not checked
+    again: h11 validates each header of each event handed to it, which costs more than the
+    rest of relaying a response head.
+
+    Only for lower-case names whose values h11 parsed from a peer, or that were checked
+    once when the proxy started (Via) or built from a canonical target (Host).
+    """
+    return _H11Headers([(name, name, value) for name, value in headers])
+
+
 class H11Stream:
     """An h11 connection over a trio stream.
 
@@ -94,6 +122,10 @@ class H11Stream:
 
     def __init__(self, stream: trio.abc.Stream, role: Any, *, max_head_bytes: int) -> None:
         self.stream = stream
+        # Plain sockets are read and written on the descriptor (fdio); other streams
+        # (tests' memory streams) through their own methods.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._yielder = fdio.Yielder()
         self.role = role
         self.conn = h11.Connection(role, max_incomplete_event_size=max_head_bytes)
         self.max_head_bytes = max_head_bytes
@@ -131,23 +163,29 @@ class H11Stream:
             if event is h11.NEED_DATA:
                 if before_receive is not None:
                     await before_receive()
-                if silence is None:
-                    await self._receive()
-                else:
-                    with trio.CancelScope(deadline=trio.current_time() + silence) as scope:
-                        await self._receive()
-                    if scope.cancelled_caught:
-                        raise trio.TooSlowError
+                await self._receive(silence)
                 continue
             if type(event) is h11.Request:
                 self._reset_head(b"")
             return event
 
-    async def _receive(self) -> None:
+    async def _receive(self, silence: float | None) -> None:
+        data: bytes | bytearray | None
         try:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            if self._socket is None:
+                with _time_limit(silence):
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+            else:
+                waited = False
+                while (data := fdio.read_some(fdio.live_fd(self._socket))) is None:
+                    with _time_limit(silence):
+                        await trio.lowlevel.wait_readable(self._socket)
+                    waited = True
+                if self._yielder.due(waited):
+                    await trio.lowlevel.checkpoint()
         except _TRANSPORT_ERRORS as exc:
             raise ConnectionLost(f"receive failed: {exc}") from exc
+        assert data is not None
         self.bytes_received += len(data)
         if not data:
             self.conn.receive_data(b"")  # EOF
@@ -191,10 +229,30 @@ class H11Stream:
         if data:
             await self.send_raw(data)
 
-    async def send_raw(self, data: bytes | bytearray | memoryview) -> None:
-        """Send bytes that bypass h11 (after a protocol switch)."""
+    async def send_raw(self, data: bytes | bytearray | memoryview,
+                       silence: float | None = None) -> None:
+        """Send bytes that bypass h11 (after a protocol switch, or queued h11 output).
+
+        Args:
+            silence: if given, the longest wait for the peer to take more bytes, in
+                seconds (as in `next_event`, only an actual wait gets a cancel scope).
+
+        Raises:
+            trio.TooSlowError: the peer took nothing for `silence` seconds.
+            ConnectionLost: the transport failed (h11 is told with send_failed()).
+        """
         try:
-            await self.stream.send_all(data)
+            if self._socket is None:
+                with _time_limit(silence):
+                    await self.stream.send_all(data)
+            else:
+                view, waited = memoryview(data), False
+                while view := view[fdio.write_some(fdio.live_fd(self._socket), view):]:
+                    with _time_limit(silence):
+                        await trio.lowlevel.wait_writable(self._socket)
+                    waited = True
+                if self._yielder.due(waited):
+                    await trio.lowlevel.checkpoint()
         except _TRANSPORT_ERRORS as exc:
             self.conn.send_failed()
             raise ConnectionLost(f"send failed: {exc}") from exc

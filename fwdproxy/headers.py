@@ -98,6 +98,11 @@ def has_our_via(headers: Iterable[tuple[bytes, bytes]], via_name: str) -> bool:
     return via_name.lower().encode("ascii", "replace") in via_entries(headers)
 
 
+def is_via_token(name: str) -> bool:
+    """True when `name` can be our Via name: visible ASCII, no comma (one list entry)."""
+    return bool(name) and all("!" <= c <= "~" and c != "," for c in name)
+
+
 def add_via(headers: Headers, via_name: str) -> Headers:
     """Append our ``Via: 1.1 <name>`` after any existing entries (RFC 9110 §7.6.3)."""
     headers.append((b"via", b"1.1 " + via_name.encode("ascii", "replace")))

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import trio
 
-from fwdproxy.h11_stream import RECEIVE_SIZE
+from fwdproxy import fdio
+from fwdproxy.fdio import RECEIVE_SIZE
 
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 # Bytes a direction moves by copying before it switches to splice().
@@ -87,11 +88,11 @@ class _Direction:
             OSError: either socket failed.
         """
         if initial:
-            await _write_all(dst, initial)
+            await fdio.write_all(dst, initial)
             self.count(len(initial))
         moved = 0
         while not (_CAN_SPLICE and moved >= SPLICE_AFTER):
-            data = _read(src)
+            data = fdio.read_some(src)
             if data is None:
                 # Outside the except clause: a handled exception would stay alive (with
                 # its traceback) for as long as an idle tunnel waits here.
@@ -99,35 +100,11 @@ class _Direction:
                 continue
             if not data:
                 return
-            await _write_all(dst, data)
+            await fdio.write_all(dst, data)
             self.count(len(data))
             moved += len(data)
             await trio.lowlevel.checkpoint()  # the source may never make us wait
         await _splice(src, dst, self.count)
-
-
-def _read(fd: int) -> bytes | None:
-    """What `fd` has to read (b"" at EOF); None when it has nothing yet."""
-    try:
-        return os.read(fd, RECEIVE_SIZE)
-    except BlockingIOError:
-        return None
-
-
-def _write_some(fd: int, data: memoryview) -> int:
-    try:
-        return os.write(fd, data)
-    except BlockingIOError:
-        return 0
-
-
-async def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = _write_some(fd, view)
-        if not written:
-            await trio.lowlevel.wait_writable(fd)
-        view = view[written:]
 
 
 def _splice_some(src: int, dst: int, size: int, flags: int) -> int | None:

@@ -296,6 +296,19 @@ def test_bad_flag_names_the_command_line() -> None:
         config.load(via="two words")
 
 
+@pytest.mark.parametrize("via", ["two words", "a,b", "tab\there", "nul\x00", "del\x7f", "bell\x07",
+                                 "caf\u00e9", "cr\rlf"])
+def test_via_must_be_one_visible_ascii_token(via: str) -> None:
+    # Via goes out with every message without h11 checking it again (checked_headers).
+    with pytest.raises(ConfigError, match="visible ASCII"):
+        config.load(via=via)
+
+
+def test_default_via_name_is_a_token_whatever_the_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config.socket, "gethostname", lambda: "odd host,name\x01")
+    assert config.defaults().via_name(3128) == "odd-host-name-:3128"
+
+
 # -- errors ----------------------------------------------------------------------------
 
 

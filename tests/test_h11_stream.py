@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
-from fwdproxy.h11_stream import H11Stream, check_request_head
+from fwdproxy.h11_stream import H11Stream, check_request_head, checked_headers
 
 MAX_HEAD = 1024
 
@@ -338,3 +338,25 @@ async def test_origin_side_is_not_strict_about_heads():
     assert isinstance(response, h11.Response)
     assert (b"x-a", b"1 folded") in list(response.headers)
     assert (await http.next_event()).data == b"ok"
+
+
+# -- checked_headers -----------------------------------------------------------------------
+
+
+def test_checked_headers_serialise_as_validated_ones():
+    headers = [(b"host", b"o.test"), (b"x-a", b"1 2"), (b"set-cookie", b"a=b"), (b"set-cookie", b"c=d"),
+               (b"via", b"1.1 proxy:3128")]
+    checked = h11.Connection(h11.CLIENT).send(
+        h11.Request(method=b"GET", target=b"/p", headers=checked_headers(headers)))
+    validated = h11.Connection(h11.CLIENT).send(h11.Request(method=b"GET", target=b"/p", headers=headers))
+    assert checked == validated
+    assert list(checked_headers(headers)) == headers
+
+
+def test_forward_settings_refuse_a_via_name_that_is_not_a_token():
+    from fwdproxy.forward import ForwardSettings
+
+    ForwardSettings("proxy:3128", 1, 1, 1)
+    for bad in ("two words", "a\r\nX-Injected: 1", "", "a,b"):
+        with pytest.raises(ValueError, match="visible ASCII"):
+            ForwardSettings(bad, 1, 1, 1)

@@ -523,3 +523,26 @@ def test_port_digits_of_other_scripts_are_bad_requests(authority: str) -> None:
     # str.isdigit() is true for these; int() refuses some and reads others as numbers
     with pytest.raises(BadRequest, match="invalid port"):
         split_authority(authority, None)
+
+
+# Host goes to the origin without h11 checking it again (h11_stream.checked_headers): whatever
+# authority a client sends, a Target that parses has a Host value h11 would accept.
+_AUTHORITY_PIECES = st.sampled_from(
+    ["a", "B", "0", "9", ".", "-", "_", ":", "[", "]", "@", "%", "%0d", "%0a", "%00", "%20",
+     "%2c", "%7f", "%c3%bc", "%ff", "xn--", "::1", "127.0.0.1", "0x7f", "ü", "\u3002"])
+
+
+@given(st.lists(_AUTHORITY_PIECES, min_size=1, max_size=12), st.sampled_from([b"GET", b"CONNECT"]))
+def test_host_header_of_any_parsed_target_is_a_valid_field_value(
+        pieces: list[str], method: bytes) -> None:
+    import h11
+
+    authority = "".join(pieces).encode("utf-8")
+    raw = authority if method == b"CONNECT" else b"http://" + authority + b"/"
+    try:
+        target = parse_target(method, raw)
+    except BadRequest:
+        return
+    value = target.host_header.encode("ascii")
+    h11.Request(method=b"GET", target=b"/", headers=[(b"host", value)])  # raises if invalid
+    assert all(0x21 <= byte <= 0x7E for byte in value), value
