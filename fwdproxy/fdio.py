@@ -1,11 +1,14 @@
 """Socket I/O on the descriptor, under trio: for the paths every request or tunnel takes.
 
-trio's SocketStream makes each receive and send a scheduling round trip (a checkpoint
-after every successful call) through two layers of wrappers: a few microseconds each,
-four times per proxied request. Here a call that can complete at once does so, and only
-a call that has to wait enters trio (`wait_readable`/`wait_writable`, which are
-checkpoints and can be cancelled). Callers that may never wait must yield now and then
-themselves (`Yielder`).
+trio's SocketStream passes each receive and send through two layers of wrappers and a
+conflict detector: several microseconds a call, four calls per proxied request. Here the
+system call is made directly; only a call that has to wait enters trio
+(`wait_readable`/`wait_writable`, which are checkpoints and can be cancelled). A caller
+whose call completed without waiting should still yield as trio's own calls do
+(`trio.lowlevel.cancel_shielded_checkpoint()`): every task then moves one step per
+scheduling round, and a peer that always has bytes ready cannot hold the process.
+Yielding after a send has a second use: by the time the task runs again, the peer's
+answer has often arrived, and the read that follows needs no wait.
 
 The descriptor is read from the socket object at each call, never kept: once trio closes
 the socket its descriptor reads -1, so a stale number (perhaps reused by another
@@ -75,26 +78,3 @@ async def write_all(fd: int, data: bytes) -> None:
         if not written:
             await trio.lowlevel.wait_writable(fd)
         view = view[written:]
-
-
-class Yielder:
-    """Tells a task that does its own I/O when to yield to the others: after `every` calls
-    in a row that completed without waiting, so that a peer that always has bytes ready
-    (or always takes them) cannot hold the whole process."""
-
-    __slots__ = ("every", "unyielded")
-
-    def __init__(self, every: int = 8) -> None:
-        self.every = every
-        self.unyielded = 0
-
-    def due(self, waited: bool) -> bool:
-        """Count one call; True when the caller should yield now (trio's checkpoint())."""
-        if waited:
-            self.unyielded = 0
-            return False
-        self.unyielded += 1
-        if self.unyielded < self.every:
-            return False
-        self.unyielded = 0
-        return True

@@ -125,7 +125,6 @@ class H11Stream:
         # Plain sockets are read and written on the descriptor (fdio); other streams
         # (tests' memory streams) through their own methods.
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._yielder = fdio.Yielder()
         self.role = role
         self.conn = h11.Connection(role, max_incomplete_event_size=max_head_bytes)
         self.max_head_bytes = max_head_bytes
@@ -181,8 +180,8 @@ class H11Stream:
                     with _time_limit(silence):
                         await trio.lowlevel.wait_readable(self._socket)
                     waited = True
-                if self._yielder.due(waited):
-                    await trio.lowlevel.checkpoint()
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()  # as trio's own calls
         except _TRANSPORT_ERRORS as exc:
             raise ConnectionLost(f"receive failed: {exc}") from exc
         assert data is not None
@@ -251,8 +250,8 @@ class H11Stream:
                     with _time_limit(silence):
                         await trio.lowlevel.wait_writable(self._socket)
                     waited = True
-                if self._yielder.due(waited):
-                    await trio.lowlevel.checkpoint()
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()  # as trio's own calls
         except _TRANSPORT_ERRORS as exc:
             self.conn.send_failed()
             raise ConnectionLost(f"send failed: {exc}") from exc
