@@ -33,7 +33,9 @@ then round 2 ..., so that drift of the machine hits all targets alike):
      of tunnels must still carry a GET at the end. Runs first, on fresh proxies;
   W5 a synthetic 1,000,000-domain hosts list (bench_rules.synthetic_domains, fixed seed):
      start-up time, resident memory against the bare proxy, W1 with the list against W1
-     without it (interleaved);
+     without it (interleaved), asking for the origin by a host name (W5_HOST, mapped to
+     127.0.0.1 by the proxies' `hosts:`) so that every request is looked up in the list
+     (an address literal is matched against address rules only);
   W6 memory flat: one long W1 run while the proxy's resident memory is sampled.
 With --workers 1,2: W1 through fwdproxy --workers N for each N (the proxy pinned to the
 cores left after the load core when there are more cores than N, else unpinned).
@@ -612,6 +614,11 @@ class Target:
         return data
 
 
+# W5 asks for the origin by this name (the proxies map it to 127.0.0.1): five labels, so
+# the list's suffix index is walked on every request. Not in the synthetic list (.test).
+W5_HOST = "www.shop.example.bench.test"
+
+
 def fwdproxy_config(folder: Path, rules: Path, name: str) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(
@@ -621,7 +628,8 @@ def fwdproxy_config(folder: Path, rules: Path, name: str) -> Path:
         "deny_destinations: []\n"
         'connect_ports: ["1-65535"]\n'
         "clients: [127.0.0.0/8]\n"
-        "timeouts: {rules_poll: 3600, keepalive: 300}\n")
+        "timeouts: {rules_poll: 3600, keepalive: 300}\n"
+        f"hosts: {{{W5_HOST}: 127.0.0.1}}\n")
     return path
 
 
@@ -757,6 +765,19 @@ def start_reference(procs: Processes, work: Path, name: str, origin: Origin, cpu
     return target
 
 
+def h11_cost(origin: Origin, cpu: str | None) -> float | None:
+    """scripts/bench_ceilings.py h11cost on the proxies' core: µs of CPU that h11 alone
+    spends on one W1 exchange; None if it failed."""
+    command = [sys.executable, str(ROOT / "scripts" / "bench_ceilings.py"), "h11cost", str(origin.port_a)]
+    try:
+        done = subprocess.run(pinned(cpu, command), capture_output=True, text=True, timeout=120,
+                              env=clean_env())
+        return float(json.loads(done.stdout)["us_per_exchange"])
+    except (subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+        log(f"h11 alone: failed: {exc}")
+        return None
+
+
 # --- versions and the machine ----------------------------------------------------------
 
 
@@ -886,6 +907,7 @@ class Bench:
         self.targets: list[Target] = []
         self.w5_figures: dict[str, Any] = {}
         self.w6_figures: dict[str, Any] = {}
+        self.h11_cost_us: float | None = None  # --ceilings: h11's CPU per W1 exchange
         self.sweep: list[Target] = []
         self.sweep_direct: list[float] = []
         self.notes: list[str] = []
@@ -905,16 +927,18 @@ class Bench:
 
     # W1/W2 ------------------------------------------------------------------------------
 
-    def wrk_round(self, target: Target, *, connections: int, seconds: int, close: bool) -> dict[str, Any]:
-        """One wrk run against `target`; {"error": ...} when it failed."""
+    def wrk_round(self, target: Target, *, connections: int, seconds: int, close: bool,
+                  host: str = "127.0.0.1") -> dict[str, Any]:
+        """One wrk run against `target` (through a proxy: for http://`host`:PORT/1k);
+        {"error": ...} when it failed."""
         assert self.origin is not None and self.wrk is not None
         origin_port = self.origin.port_a
         if target.kind == "direct":
             url, path = f"http://127.0.0.1:{origin_port}/1k", "/1k"
         else:
-            url, path = f"http://127.0.0.1:{target.port}/", f"http://127.0.0.1:{origin_port}/1k"
-        script = self.lua_dir / f"{'close' if close else 'keep'}-{target.kind}.lua"
-        text = f'wrk.path = "{path}"\nwrk.headers["Host"] = "127.0.0.1:{origin_port}"\n'
+            url, path = f"http://127.0.0.1:{target.port}/", f"http://{host}:{origin_port}/1k"
+        script = self.lua_dir / f"{'close' if close else 'keep'}-{target.kind}-{host}.lua"
+        text = f'wrk.path = "{path}"\nwrk.headers["Host"] = "{host}:{origin_port}"\n'
         if close:
             text += 'wrk.headers["Connection"] = "close"\n' + COUNT_CLOSES_LUA
         script.write_text(text)
@@ -935,18 +959,19 @@ class Bench:
         return figures
 
     def interleaved_wrk(self, key: str, targets: list[Target], rounds: int, *, connections: int,
-                        seconds: int, close: bool) -> None:
+                        seconds: int, close: bool, host: str = "127.0.0.1") -> None:
         """A 1 s warm-up each, then `rounds` rounds over `targets` in turn; raw rounds and
         medians into results[key]."""
         for target in targets:
             target.results[key] = {"rounds": []}
             if target.running:  # warm-up, not recorded: pools, caches, the first connections
-                self.wrk_round(target, connections=connections, seconds=1, close=close)
+                self.wrk_round(target, connections=connections, seconds=1, close=close, host=host)
         for number in range(1, rounds + 1):
             for target in targets:
                 if not target.running:
                     continue
-                figures = self.wrk_round(target, connections=connections, seconds=seconds, close=close)
+                figures = self.wrk_round(target, connections=connections, seconds=seconds, close=close,
+                                         host=host)
                 target.results[key]["rounds"].append(figures)
                 shown = f"{figures['rps']:,.0f} req/s" if "rps" in figures else ""
                 log(f"{key} round {number}/{rounds}: {target.name}: {shown} {figures.get('error', '')}")
@@ -1111,7 +1136,7 @@ class Bench:
                 return
             without = Target("fwdproxy (no list)", "fwdproxy", port=bare.port, proc=bare.proc)
             self.interleaved_wrk("W1", [without, loaded], self.args.rounds, connections=50,
-                                 seconds=self.args.seconds, close=False)
+                                 seconds=self.args.seconds, close=False, host=W5_HOST)
             self.w5_figures["W1_without_list"] = without.results["W1"]
             self.w5_figures["W1_with_list"] = loaded.results["W1"]
             rps_without, rps_with = without.results["W1"]["rps"], loaded.results["W1"]["rps"]
@@ -1344,6 +1369,15 @@ def verdicts(bench: Bench) -> list[dict[str, Any]]:
                 add(f"{workload} ceiling, {name[5:]} without any proxy logic (scripts/bench_ceilings.py)",
                     None, f"×{measured:.2f} of direct; fwdproxy ×{mine:.2f}, "
                     f"{mine / measured:.0%} of this ceiling" if mine else f"×{measured:.2f}", kind="info")
+    direct_w1 = direct.results.get("W1", {}).get("rps")
+    if bench.h11_cost_us and direct_w1:
+        squid_w1 = r(squid, "W1") or ISSUE_SQUID_W1
+        most = 1e6 / bench.h11_cost_us
+        add("W1 ceiling, h11 alone: its CPU per W1 exchange, in-process with no sockets "
+            "(scripts/bench_ceilings.py h11cost)", None,
+            f"{bench.h11_cost_us:.0f} µs: one core can do {most:,.0f} exchanges/s of that alone, "
+            f"×{most / direct_w1:.2f} of direct; squid's ×{squid_w1:.2f} leaves "
+            f"{1e6 / (squid_w1 * direct_w1):.0f} µs per request for everything", kind="info")
     if "W2" in fwd.results:
         mine, theirs = r(fwd, "W2"), r(squid, "W2")
         bar, source = (theirs, "squid in this run") if theirs else (ISSUE_SQUID_W2, "squid in the issue")
@@ -1589,6 +1623,9 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> int:
         bench.w1(running + live_references)
     if "W2" in wanted:
         bench.w2(running + live_references)
+    if args.ceilings and "W1" in wanted:
+        bench.h11_cost_us = h11_cost(bench.origin, bench.proxy_cpu)
+        log(f"h11 alone: {bench.h11_cost_us} µs of CPU per W1 exchange")
     bench.targets += references
     for reference in references:  # W1 and W2 only: they are done
         if reference.proc is not None:
@@ -1625,7 +1662,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> int:
         "pinning": {"text": bench.pinning_text(), "proxy_cpu": bench.proxy_cpu, "load_cpu": bench.load_cpu},
         "skipped": bench.skipped, "notes": bench.notes,
         "targets": {t.name: t.as_json() for t in bench.targets},
-        "W5": bench.w5_figures, "W6": bench.w6_figures,
+        "W5": bench.w5_figures, "W6": bench.w6_figures, "h11_us_per_exchange": bench.h11_cost_us,
         "workers_sweep": {"direct_rounds_rps": bench.sweep_direct,
                           "runs": {t.name: t.as_json() for t in bench.sweep}},
         "verdicts": found, "report_markdown": text,

@@ -15,12 +15,22 @@ do and much more per request, so their figures bound its own.
     h11 ORIGIN_PORT LISTEN_PORT    trio and h11 on both sides, as a proxy uses them:
                                    parse the request, send it on, parse the response,
                                    send it back
+    h11cost ORIGIN_PORT            no sockets in the timing: fetch one W1 response from the
+                                   origin, then time h11's share of one W1 exchange in a
+                                   loop (the request and the response, each parsed on one
+                                   side and written on the other, as `h11` above does) and
+                                   print {"us_per_exchange": ...} as JSON. No h11-based
+                                   proxy can spend less CPU per request than this.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
+import statistics
 import sys
+import time
 
 import h11
 import trio
@@ -72,6 +82,51 @@ async def with_h11(client: trio.SocketStream, origin_port: int) -> None:
             origin.start_next_cycle()
 
 
+def h11_exchange(request: bytes, response: bytes, prefix: bytes) -> None:
+    """h11's work for one proxied exchange, as with_h11() does it, minus the sockets."""
+    downstream, origin = h11.Connection(h11.SERVER), h11.Connection(h11.CLIENT)
+    downstream.receive_data(request)
+    head = downstream.next_event()
+    assert isinstance(head, h11.Request)
+    assert isinstance(downstream.next_event(), h11.EndOfMessage)
+    target = head.target.removeprefix(prefix) or b"/"
+    origin.send(h11.Request(method=head.method, target=target, headers=head.headers))
+    origin.send(h11.EndOfMessage())
+    origin.receive_data(response)
+    out = b""
+    while not isinstance(event := origin.next_event(), h11.EndOfMessage):
+        if isinstance(event, h11.Response):
+            out += downstream.send(h11.Response(status_code=event.status_code,
+                                                reason=event.reason, headers=event.headers))
+        elif isinstance(event, h11.Data):
+            out += downstream.send(h11.Data(data=event.data))
+        else:
+            raise AssertionError(event)
+    out += downstream.send(h11.EndOfMessage())
+
+
+def h11_cost(origin_port: int, batches: int = 7, per_batch: int = 2000) -> float:
+    """Median µs of CPU per W1 exchange spent in h11 (see the module docstring)."""
+    with socket.create_connection(("127.0.0.1", origin_port), timeout=10) as sock:
+        sock.sendall(b"GET /1k HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    # As the origin answers a kept-alive request (W1 is keep-alive).
+    response = response.replace(b"Connection: close\r\n", b"Connection: keep-alive\r\n")
+    prefix = f"http://127.0.0.1:{origin_port}".encode()
+    request = prefix.join([b"GET ", b"/1k HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % origin_port])
+    for _ in range(per_batch):  # warm-up
+        h11_exchange(request, response, prefix)
+    times = []
+    for _ in range(batches):
+        start = time.process_time()
+        for _ in range(per_batch):
+            h11_exchange(request, response, prefix)
+        times.append((time.process_time() - start) / per_batch * 1e6)
+    return statistics.median(times)
+
+
 async def main(mode: str, origin_port: int, port: int) -> None:
     handler = relay if mode == "relay" else with_h11
 
@@ -84,6 +139,10 @@ async def main(mode: str, origin_port: int, port: int) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("relay", "h11"):
-        raise SystemExit("usage: bench_ceilings.py relay|h11 ORIGIN_PORT LISTEN_PORT")
-    trio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    if len(sys.argv) == 3 and sys.argv[1] == "h11cost":
+        print(json.dumps({"us_per_exchange": round(h11_cost(int(sys.argv[2])), 1)}))
+    elif len(sys.argv) == 4 and sys.argv[1] in ("relay", "h11"):
+        trio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        raise SystemExit("usage: bench_ceilings.py relay|h11 ORIGIN_PORT LISTEN_PORT\n"
+                         "       bench_ceilings.py h11cost ORIGIN_PORT")
