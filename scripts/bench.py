@@ -38,7 +38,7 @@ then round 2 ..., so that drift of the machine hits all targets alike):
      (an address literal is matched against address rules only);
   W6 memory flat: one long W1 run while the proxy's resident memory is sampled.
 With --workers 1,2: W1 through fwdproxy --workers N for each N (the proxy pinned to the
-cores left after the load core when there are more cores than N, else unpinned).
+cores left after the load core when there are more cores than N, else on all cores).
 The report is a markdown table (ratios to the direct connection), PASS/FAIL lines for the
 issue's targets, and JSON with the machine, the versions and every raw round figure.
 Defaults: W1 (and W5's comparison, the sweep) 5 rounds of 10 s, W2 and W3 3 rounds (W2
@@ -110,11 +110,17 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 
 
+# Every core this script may use, read before it pins itself to the load core (for W4):
+# a child started "unpinned" would otherwise inherit that one core.
+ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+
+
 def pinned(cpu: str | None, command: list[str]) -> list[str]:
-    """`command` under `taskset -c cpu` (taskset execs it: the pid stays the command's)."""
-    if cpu is None or shutil.which("taskset") is None:
+    """`command` under `taskset -c cpu` (taskset execs it: the pid stays the command's);
+    None: on all the cores, whatever core this script runs on."""
+    if shutil.which("taskset") is None:
         return command
-    return ["taskset", "-c", cpu, *command]
+    return ["taskset", "-c", cpu if cpu is not None else ALL_CPUS, *command]
 
 
 def median(values: list[float]) -> float | None:
@@ -1195,14 +1201,14 @@ class Bench:
         cores = len(self.cpus)
         single = Target("fwdproxy (no --workers)", "fwdproxy", port=fwd.port, proc=fwd.proc, guard=fwd.guard)
         single.results["workers"] = None
-        single.results["pinning"] = f"core {self.proxy_cpu}" if self.proxy_cpu else "unpinned"
+        single.results["pinning"] = f"core {self.proxy_cpu}" if self.proxy_cpu else "all cores"
         self.sweep.append(single)
         for count in self.args.workers:
             if self.load_cpu is not None and cores > count:
                 cpu: str | None = ",".join(str(c) for c in self.cpus[:-1])
                 pinning = f"core{'s' if cores > 2 else ''} {cpu}"
             else:
-                cpu, pinning = None, "unpinned (not more cores than workers)"
+                cpu, pinning = None, f"all cores ({ALL_CPUS}), the load generator's too"
             target = start_fwdproxy(self.procs, self.work, f"fwdproxy-workers{count}", self.work / "empty",
                                     cpu, workers=count)
             target.name = f"fwdproxy --workers {count}"
@@ -1413,12 +1419,21 @@ def verdicts(bench: Bench) -> list[dict[str, Any]]:
             f"{w6['reference_kib'] / 1024:.1f} MiB after warm-up, {w6['end_kib'] / 1024:.1f} MiB at the end "
             f"of {w6['seconds']} s, {w6['idle_after_2s_kib'] / 1024:.1f} MiB idle")
     for target in bench.sweep:
-        if target.results["workers"] is None:
+        count = target.results["workers"]
+        if count is None:
             continue
         scaling = target.results.get("scaling")
-        add(f"workers {target.results['workers']}: scaling W1(N)/W1(1)", None,
-            f"×{scaling:.2f}" if scaling else f"no figure ({target.status.splitlines()[0][:100]})",
-            kind="info")
+        shown = f"×{scaling:.2f}" if scaling else f"no figure ({target.status.splitlines()[0][:100]})"
+        if count == 1:
+            continue
+        if count <= len(bench.cpus):
+            # Near-linear: at least 3/4 of N, while there are cores for the workers (on the
+            # smallest machines they share one with the load generator).
+            add(f"workers {count}: near-linear scaling, W1(N)/W1(1) ≥ {0.75 * count:.2f}",
+                bool(scaling) and scaling >= 0.75 * count, shown)
+        else:
+            add(f"workers {count}: scaling W1(N)/W1(1), more workers than cores", None, shown,
+                kind="info")
     return found
 
 
