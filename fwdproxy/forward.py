@@ -76,7 +76,6 @@ class ForwardSettings:
             raise ValueError(f"the Via name {self.via!r} is not one token of visible ASCII")
 
 
-
 def has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """True when a request with these headers carries a body (chunked, or a non-zero
     Content-Length)."""
