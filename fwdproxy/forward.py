@@ -57,6 +57,12 @@ class RetryOnNewConnection(Exception):
     """A reused idle connection turned out dead before any response: try a fresh one."""
 
 
+class _ClientGone(ConnectionLost):
+    """The client failed while the response relay was sending to it. Raised from inside
+    the wait for origin bytes (the flush before each receive), where it must not pass for
+    the origin's failure."""
+
+
 class UpstreamAborted(Exception):
     """The origin failed after the response head went to the client; cut the client off."""
 
@@ -213,7 +219,9 @@ class _ResponseRelay:
             await self.client.send_raw(data, silence=timeout)
         except trio.TooSlowError:
             self.client.conn.send_failed()
-            raise ConnectionLost(f"the client read nothing for {timeout:g} s") from None
+            raise _ClientGone(f"the client read nothing for {timeout:g} s") from None
+        except ConnectionLost as exc:
+            raise _ClientGone(str(exc)) from exc
 
     def _fail(self, exc: Exception, message: str) -> Exception:
         if self.head_sent:
@@ -230,6 +238,8 @@ class _ResponseRelay:
             event = await self.origin.next_event(self._flush, silence=timeout)
         except trio.TooSlowError as exc:
             raise self._fail(exc, f"{self.target.authority} sent nothing for {timeout:g} s") from exc
+        except _ClientGone:
+            raise
         except ConnectionLost as exc:
             raise self._fail(exc, f"{self.target.authority} broke the connection: {exc}") from exc
         except BadGateway as exc:

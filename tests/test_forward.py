@@ -9,8 +9,10 @@ failure instead of a stuck run; no test waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -692,6 +694,35 @@ async def test_large_download_streams(start_origin, proxy):
                 assert isinstance(event, h11.Response) and event.status_code == 200
     assert count == LARGE_BLOCKS * 65536
     assert digest.hexdigest() == large_body_digest()
+
+
+async def test_client_leaving_mid_download_is_logged_as_the_client(start_origin, proxy):
+    """A client that goes away while a response streams is the client's doing: the log
+    says so, not that the origin broke the connection."""
+    async def origin_handler(stream):
+        server = H11Server(stream)
+        await server.read_request()
+        await server.send(h11.Response(status_code=200, headers=[
+            ("Content-Length", str(LARGE_BLOCKS * 65536))]))
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            for index in range(LARGE_BLOCKS):
+                await server.send(h11.Data(data=block(index)))
+
+    port = await start_origin(origin_handler)
+    client = await HttpClient.connect(proxy.port)
+    with trio.fail_after(GUARD):
+        await client.send(h11.Request(method="GET", target=f"http://origin.test:{port}/big",
+                                      headers=[("Host", f"origin.test:{port}")]),
+                          h11.EndOfMessage())
+        while not isinstance(await client.next_event(), h11.Data):
+            pass
+        # Unread bytes on close: a reset, as from a browser tab that was closed.
+        client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        lines = await log_lines_after_close(proxy, client)
+    line = next(line for line in lines if f"origin.test:{port}/big" in line)
+    assert " 200 " in line
+    assert "upstream-error" not in line
+    assert "client went away" in line, line
 
 
 # -- keep-alive, pipelining, pool ----------------------------------------------------------
