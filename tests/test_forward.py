@@ -725,6 +725,37 @@ async def test_client_leaving_mid_download_is_logged_as_the_client(start_origin,
     assert "client went away" in line, line
 
 
+async def test_client_that_reads_nothing_is_dropped_after_client_idle(
+        start_origin, start_proxy, autojump_clock):
+    """A client that asks for a large body and stops reading: once the socket buffers are
+    full the proxy waits to send, and gives up after timeouts.client_idle."""
+    origin_done = trio.Event()
+
+    async def origin_handler(stream):
+        server = H11Server(stream)
+        await server.read_request()
+        await server.send(h11.Response(status_code=200, headers=[
+            ("Content-Length", str(LARGE_BLOCKS * 65536))]))
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            for index in range(LARGE_BLOCKS):
+                await server.send(h11.Data(data=block(index)))
+        origin_done.set()
+
+    port = await start_origin(origin_handler)
+    proxy = await start_proxy(timeouts={"client_idle": 30})
+    client = await HttpClient.connect(proxy.port)
+    await client.send(h11.Request(method="GET", target=f"http://origin.test:{port}/big",
+                                  headers=[("Host", f"origin.test:{port}")]), h11.EndOfMessage())
+    start = trio.current_time()
+    with trio.fail_after(120):
+        await origin_done.wait()  # the proxy dropped both sides: the origin's sends failed
+    assert 30 <= trio.current_time() - start < 31
+    lines = await log_lines_after_close(proxy, client)
+    line = next(line for line in lines if f"origin.test:{port}/big" in line)
+    assert "client went away: the client read nothing for 30 s" in line, line
+    assert "upstream-error" not in line
+
+
 # -- keep-alive, pipelining, pool ----------------------------------------------------------
 
 
