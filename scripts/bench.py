@@ -11,7 +11,10 @@ by its pid. The set-up:
     access log to a file, loopback destinations allowed, CONNECT to any port);
   - with --peers: tinyproxy, squid (no cache) and privoxy when installed, each with a
     minimal equivalent configuration (127.0.0.1 clients, CONNECT to the origin ports, no
-    caching, one access-log line per request to a file).
+    caching, one access-log line per request to a file); and the Python proxies found on
+    PATH (mitmproxy's mitmdump, proxy.py's `proxy`, pproxy; e.g. `pipx install
+    mitmproxy proxy.py pproxy`), as plain forward proxies with their defaults (mitmdump
+    passes CONNECT tunnels through untouched, --ignore-hosts '.*').
 On a machine with two or more cores the proxies run on the first core, and the origin,
 wrk, curl and this script on the last one (taskset / sched_setaffinity).
 
@@ -711,15 +714,17 @@ max-client-connections 4096
 """
 PRIVOXY_ACTIONS = "{ +limit-connect{1-} }\n/\n"  # privoxy's own default: CONNECT to 443 only
 
-PEERS = ("tinyproxy", "squid", "privoxy")
+PEERS = ("tinyproxy", "squid", "privoxy", "mitmproxy", "proxy.py", "pproxy")
+PYTHON_PEERS = ("mitmproxy", "proxy.py", "pproxy")
+PEER_BINARIES = {"mitmproxy": "mitmdump", "proxy.py": "proxy"}  # else the peer's own name
 
 
 def start_peer(procs: Processes, work: Path, name: str, origin: Origin, cpu: str | None) -> Target:
     """A peer proxy in the foreground, with a minimal configuration; "not installed" if absent."""
-    binary = which(name)
+    binary = which(PEER_BINARIES.get(name, name))
     if binary is None:
         return Target(name, "peer", status="not installed")
-    target = Target(name, "peer", version=tool_version(name) or "?")
+    target = Target(name, "peer", version=tool_version(PEER_BINARIES.get(name, name)) or "?")
     folder = work / name
     folder.mkdir()
     folder.chmod(0o777)  # squid and tinyproxy may drop to another user, and log here
@@ -733,10 +738,20 @@ def start_peer(procs: Processes, work: Path, name: str, origin: Origin, cpu: str
         text = TINYPROXY_CONF.format(port=port, dir=folder,
                                      connect_ports="\n".join(f"ConnectPort {p}" for p in ports))
         command = [binary, "-d", "-c", str(conf)]
-    else:
+    elif name == "privoxy":
         text = PRIVOXY_CONF.format(port=port, dir=folder)
         (folder / "bench.action").write_text(PRIVOXY_ACTIONS)
         command = [binary, "--no-daemon", str(conf)]
+    else:  # the Python peers take their settings on the command line
+        command = {
+            "mitmproxy": [binary, "--listen-host", "127.0.0.1", "--listen-port", str(port), "-q",
+                          "--ignore-hosts", ".*", "--set", "stream_large_bodies=1m",
+                          "--set", f"confdir={folder}"],
+            "proxy.py": [binary, "--hostname", "127.0.0.1", "--port", str(port),
+                         "--log-level", "ERROR"],
+            "pproxy": [binary, "-l", f"http://127.0.0.1:{port}"],
+        }[name]
+        text = " ".join(command[1:])
     conf.write_text(text)
     target.config = text
     proc = procs.start(name, pinned(cpu, command), folder / "stderr.log")
@@ -794,6 +809,9 @@ VERSION_COMMANDS = {
     "squid": (["-v"], r"Version (\S+)"),
     "tinyproxy": (["-v"], r"tinyproxy (\S+)"),
     "privoxy": (["--version"], r"version (\S+)"),
+    "mitmdump": (["--version"], r"Mitmproxy: (\S+)"),
+    "proxy": (["--version"], r"^(\d\S*)"),
+    "pproxy": (["--version"], r"pproxy (\S+)"),
     "openssl": (["version"], r"OpenSSL (\S+)"),
 }
 
@@ -1367,6 +1385,21 @@ def verdicts(bench: Bench) -> list[dict[str, Any]]:
             mine is not None and mine >= ISSUE_PRIVOXY_W1,
             (f"fwdproxy ×{mine:.2f}" if mine else "failed")
             + (f"; privoxy in this run ×{measured:.2f}" if measured else ""), kind="info")
+    # "Far ahead of every correct Python peer": twice the best W1 of those passing the guard.
+    python_peers = [by_name[n] for n in PYTHON_PEERS if n in by_name and by_name[n].running]
+    correct = [p for p in python_peers if p.guard.get("ok") and r(p, "W1")]
+    if "W1" in fwd.results and correct:
+        mine = r(fwd, "W1")
+        best = max(correct, key=lambda p: r(p, "W1") or 0.0)
+        theirs = r(best, "W1") or 0.0
+        add("W1 far ahead of every correct Python peer (≥ 2 × the best)",
+            mine is not None and mine >= 2 * theirs,
+            f"fwdproxy ×{mine:.2f}; best correct Python peer {best.name} ×{theirs:.2f}" if mine
+            else "fwdproxy failed")
+    for peer in python_peers:
+        if not peer.guard.get("ok"):
+            add(f"{peer.name} fails the correctness guard: its figures do not count", None,
+                str(peer.guard.get("verdict", "")), kind="info")
     for workload in ("W1", "W2"):
         for name in CEILINGS:
             measured = r(by_name.get(name), workload)
@@ -1515,7 +1548,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="short run: 3 rounds of 3 s, 64 MiB, 200 tunnels, 100,000 domains, 10 s soak")
     parser.add_argument("--only", metavar="W1,W3", help="workloads to run (W1..W6; default all)")
-    parser.add_argument("--peers", action="store_true", help="also measure tinyproxy, squid and privoxy")
+    parser.add_argument("--peers", action="store_true",
+                        help="also measure tinyproxy, squid and privoxy, and mitmproxy, proxy.py "
+                        "and pproxy when on PATH")
     parser.add_argument("--workers", metavar="1,2", default="",
                         help="worker counts for a W1 sweep through fwdproxy --workers N (default: none)")
     parser.add_argument("--rounds", type=int, help="rounds for W1 and W5 (default 5, quick 3); "
