@@ -696,10 +696,10 @@ async def test_large_download_streams(start_origin, proxy):
     assert digest.hexdigest() == large_body_digest()
 
 
-async def test_client_leaving_mid_download_is_logged_as_the_client(start_origin, proxy):
-    """A client that goes away while a response streams is the client's doing: the log
-    says so, not that the origin broke the connection."""
-    async def origin_handler(stream):
+def large_body_origin(done: trio.Event | None = None) -> Callable[[trio.SocketStream], Any]:
+    """An origin handler that streams LARGE_BLOCKS blocks until they are sent or the
+    proxy drops the connection; then sets `done`."""
+    async def origin_handler(stream: trio.SocketStream) -> None:
         server = H11Server(stream)
         await server.read_request()
         await server.send(h11.Response(status_code=200, headers=[
@@ -707,13 +707,24 @@ async def test_client_leaving_mid_download_is_logged_as_the_client(start_origin,
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             for index in range(LARGE_BLOCKS):
                 await server.send(h11.Data(data=block(index)))
+        if done is not None:
+            done.set()
 
-    port = await start_origin(origin_handler)
+    return origin_handler
+
+
+async def ask_for_big(client: HttpClient, port: int) -> None:
+    await client.send(h11.Request(method="GET", target=f"http://origin.test:{port}/big",
+                                  headers=[("Host", f"origin.test:{port}")]), h11.EndOfMessage())
+
+
+async def test_client_leaving_mid_download_is_logged_as_the_client(start_origin, proxy):
+    """A client that goes away while a response streams is the client's doing: the log
+    says so, not that the origin broke the connection."""
+    port = await start_origin(large_body_origin())
     client = await HttpClient.connect(proxy.port)
     with trio.fail_after(GUARD):
-        await client.send(h11.Request(method="GET", target=f"http://origin.test:{port}/big",
-                                      headers=[("Host", f"origin.test:{port}")]),
-                          h11.EndOfMessage())
+        await ask_for_big(client, port)
         while not isinstance(await client.next_event(), h11.Data):
             pass
         # Unread bytes on close: a reset, as from a browser tab that was closed.
@@ -730,22 +741,10 @@ async def test_client_that_reads_nothing_is_dropped_after_client_idle(
     """A client that asks for a large body and stops reading: once the socket buffers are
     full the proxy waits to send, and gives up after timeouts.client_idle."""
     origin_done = trio.Event()
-
-    async def origin_handler(stream):
-        server = H11Server(stream)
-        await server.read_request()
-        await server.send(h11.Response(status_code=200, headers=[
-            ("Content-Length", str(LARGE_BLOCKS * 65536))]))
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            for index in range(LARGE_BLOCKS):
-                await server.send(h11.Data(data=block(index)))
-        origin_done.set()
-
-    port = await start_origin(origin_handler)
+    port = await start_origin(large_body_origin(origin_done))
     proxy = await start_proxy(timeouts={"client_idle": 30})
     client = await HttpClient.connect(proxy.port)
-    await client.send(h11.Request(method="GET", target=f"http://origin.test:{port}/big",
-                                  headers=[("Host", f"origin.test:{port}")]), h11.EndOfMessage())
+    await ask_for_big(client, port)
     start = trio.current_time()
     with trio.fail_after(120):
         await origin_done.wait()  # the proxy dropped both sides: the origin's sends failed
