@@ -10,9 +10,11 @@ scheduling round, and a peer that always has bytes ready cannot hold the process
 Yielding after a send has a second use: by the time the task runs again, the peer's
 answer has often arrived, and the read that follows needs no wait.
 
-The descriptor is read from the socket object at each call, never kept: once trio closes
-the socket its descriptor reads -1, so a stale number (perhaps reused by another
-connection by then) is never written to.
+A caller that may outlive the socket (H11Stream: its owner closes the socket whenever it
+is done) reads the descriptor with `live_fd` at each call instead of keeping it: once trio
+closes the socket its descriptor reads -1, so a stale number, perhaps reused by another
+connection by then, is never written to. The tunnel relay keeps its two descriptors,
+since the sockets are closed only after it returns.
 """
 
 from __future__ import annotations
