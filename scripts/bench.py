@@ -81,6 +81,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rules import LISTENING, rss_kib, synthetic_domains, write_hosts_list
+from bench_rules import LOOKED_UP_HOST as W5_HOST  # the list is consulted for it
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
@@ -621,11 +622,6 @@ class Target:
             data["config"] = self.config
         data.update(self.results)
         return data
-
-
-# W5 asks for the origin by this name (the proxies map it to 127.0.0.1): five labels, so
-# the list's suffix index is walked on every request. Not in the synthetic list (.test).
-W5_HOST = "www.shop.example.bench.test"
 
 
 def fwdproxy_config(folder: Path, rules: Path, name: str) -> Path:

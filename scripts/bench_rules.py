@@ -161,9 +161,16 @@ http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {www}; keepalive
     return process, port
 
 
+# Throughput runs ask for the origin by this name, which the proxies map to 127.0.0.1
+# (`hosts:`): an address literal is matched against address rules only, so the list would
+# never be consulted. Five labels, so the suffix index is walked; .test is not in the list.
+LOOKED_UP_HOST = "www.shop.example.bench.test"
+
+
 def wrk(proxy_port: int, origin_port: int, workdir: Path, seconds: int, cpu: str | None) -> float:
     script = workdir / "abs.lua"
-    script.write_text(f'wrk.path = "http://127.0.0.1:{origin_port}/1k"\n')
+    script.write_text(f'wrk.path = "http://{LOOKED_UP_HOST}:{origin_port}/1k"\n'
+                      f'wrk.headers["Host"] = "{LOOKED_UP_HOST}:{origin_port}"\n')
     command = ["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{proxy_port}/"]
     if cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
@@ -197,7 +204,8 @@ def main() -> int:
         config = work / "bench.yaml"
         # The access log goes to a file: stderr is a pipe nobody reads once started.
         config.write_text('listen: ["127.0.0.1:0"]\ndeny_destinations: []\n'
-                          f'access_log: {work / "access.log"}\ntimeouts: {{rules_poll: 3600}}\n')
+                          f'access_log: {work / "access.log"}\ntimeouts: {{rules_poll: 3600}}\n'
+                          f"hosts: {{{LOOKED_UP_HOST}: 127.0.0.1}}\n")
         figures.update(lookup_cost(big, names))
         bare, bare_port, bare_start = start_proxy(empty, config, proxy_cpu)
         loaded, loaded_port, loaded_start = start_proxy(big, config, proxy_cpu)
@@ -233,9 +241,15 @@ def main() -> int:
         print(f"| {key} | {value} |")
     reloads = figures["reload_rss_after_each_mib"]
     assert isinstance(reloads, list)
+
+    def number(key: str) -> float:
+        value = figures[key]
+        assert isinstance(value, (int, float)), (key, value)
+        return float(value)
+
     targets = [
-        ("load <= 3 s", float(figures["load_s"]) <= 3.0),
-        ("added memory <= 64 MiB", float(figures["rss_added_mib"]) <= 64.0),
+        ("load <= 3 s", number("load_s") <= 3.0),
+        ("added memory <= 64 MiB", number("rss_added_mib") <= 64.0),
         # Reloads leave allocator slack that comes and goes (+-10%); growth would show as
         # the later half of the reloads averaging above the earlier half. And it all stays
         # within the 64 MiB budget over the bare proxy.
@@ -243,10 +257,10 @@ def main() -> int:
          statistics.mean(reloads[len(reloads) // 2:])
          <= statistics.mean(reloads[: max(1, len(reloads) // 2)]) * 1.10),
         ("after reloads, <= 64 MiB over the bare proxy",
-         max(reloads) - float(figures["rss_bare_mib"]) <= 64.0),
+         max(reloads) - number("rss_bare_mib") <= 64.0),
     ]
     if "rps_ratio" in figures:
-        targets.append(("throughput with list >= 0.95 x without", float(figures["rps_ratio"]) >= 0.95))
+        targets.append(("throughput with list >= 0.95 x without", number("rps_ratio") >= 0.95))
     for name, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'} {name}")
     if args.json:
