@@ -52,6 +52,25 @@ async def _next(conn: h11.Connection, stream: trio.SocketStream) -> object:
     return event
 
 
+def request_bytes(origin: h11.Connection, request: h11.Request, prefix: bytes) -> bytes:
+    """A bodiless request in origin form, as `origin` writes it."""
+    target = request.target.removeprefix(prefix) or b"/"
+    return (origin.send(h11.Request(method=request.method, target=target, headers=request.headers))
+            + origin.send(h11.EndOfMessage()))
+
+
+def client_bytes(downstream: h11.Connection, event: object) -> bytes:
+    """One response event from the origin, as `downstream` writes it to the client."""
+    if isinstance(event, h11.Response):
+        return downstream.send(h11.Response(status_code=event.status_code, reason=event.reason,
+                                            headers=event.headers))
+    if isinstance(event, h11.Data):
+        return downstream.send(h11.Data(data=event.data))
+    if isinstance(event, h11.EndOfMessage):
+        return downstream.send(h11.EndOfMessage())
+    raise AssertionError(event)
+
+
 async def with_h11(client: trio.SocketStream, origin_port: int) -> None:
     prefix = f"http://127.0.0.1:{origin_port}".encode()
     downstream = h11.Connection(h11.SERVER)
@@ -62,47 +81,35 @@ async def with_h11(client: trio.SocketStream, origin_port: int) -> None:
             if not isinstance(request, h11.Request):
                 return
             await _next(downstream, client)  # EndOfMessage of a bodiless GET
-            target = request.target.removeprefix(prefix) or b"/"
-            await upstream.send_all(
-                origin.send(h11.Request(method=request.method, target=target, headers=request.headers))
-                + origin.send(h11.EndOfMessage()))
+            await upstream.send_all(request_bytes(origin, request, prefix))
             out = b""
             while True:
                 event = await _next(origin, upstream)
-                if isinstance(event, h11.Response):
-                    out += downstream.send(h11.Response(status_code=event.status_code,
-                                                        reason=event.reason, headers=event.headers))
-                elif isinstance(event, h11.Data):
-                    out += downstream.send(h11.Data(data=event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    out += downstream.send(h11.EndOfMessage())
+                out += client_bytes(downstream, event)
+                if isinstance(event, h11.EndOfMessage):
                     break
             await client.send_all(out)
             downstream.start_next_cycle()
             origin.start_next_cycle()
 
 
-def h11_exchange(request: bytes, response: bytes, prefix: bytes) -> None:
-    """h11's work for one proxied exchange, as with_h11() does it, minus the sockets."""
-    downstream, origin = h11.Connection(h11.SERVER), h11.Connection(h11.CLIENT)
+def h11_exchange(downstream: h11.Connection, origin: h11.Connection, request: bytes,
+                 response: bytes, prefix: bytes) -> None:
+    """h11's work for one proxied exchange on kept-alive connections, as with_h11() does
+    it, minus the sockets."""
     downstream.receive_data(request)
     head = downstream.next_event()
     assert isinstance(head, h11.Request)
     assert isinstance(downstream.next_event(), h11.EndOfMessage)
-    target = head.target.removeprefix(prefix) or b"/"
-    origin.send(h11.Request(method=head.method, target=target, headers=head.headers))
-    origin.send(h11.EndOfMessage())
+    request_bytes(origin, head, prefix)
     origin.receive_data(response)
-    out = b""
-    while not isinstance(event := origin.next_event(), h11.EndOfMessage):
-        if isinstance(event, h11.Response):
-            out += downstream.send(h11.Response(status_code=event.status_code,
-                                                reason=event.reason, headers=event.headers))
-        elif isinstance(event, h11.Data):
-            out += downstream.send(h11.Data(data=event.data))
-        else:
-            raise AssertionError(event)
-    out += downstream.send(h11.EndOfMessage())
+    while True:
+        event = origin.next_event()
+        client_bytes(downstream, event)
+        if isinstance(event, h11.EndOfMessage):
+            break
+    downstream.start_next_cycle()
+    origin.start_next_cycle()
 
 
 def h11_cost(origin_port: int, batches: int = 7, per_batch: int = 2000) -> float:
@@ -116,13 +123,14 @@ def h11_cost(origin_port: int, batches: int = 7, per_batch: int = 2000) -> float
     response = response.replace(b"Connection: close\r\n", b"Connection: keep-alive\r\n")
     prefix = f"http://127.0.0.1:{origin_port}".encode()
     request = prefix.join([b"GET ", b"/1k HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % origin_port])
+    downstream, origin = h11.Connection(h11.SERVER), h11.Connection(h11.CLIENT)
     for _ in range(per_batch):  # warm-up
-        h11_exchange(request, response, prefix)
+        h11_exchange(downstream, origin, request, response, prefix)
     times = []
     for _ in range(batches):
         start = time.process_time()
         for _ in range(per_batch):
-            h11_exchange(request, response, prefix)
+            h11_exchange(downstream, origin, request, response, prefix)
         times.append((time.process_time() - start) / per_batch * 1e6)
     return statistics.median(times)
 
