@@ -92,6 +92,9 @@ class Limits:
     max_connections: int = 10_000
     # Request head (request line + headers); Squid's request_header_max_size is 64 KB.
     max_head_bytes: int = 65_536
+    # Request body; None accepts any length a 64-bit parser can hold (Squid's
+    # request_body_max_size is unlimited by default too). Larger gets 413.
+    max_request_body: int | None = None
     # Idle upstream connections kept for reuse, in all and per scheme/host/port.
     pool_max_idle: int = 1024
     pool_max_idle_per_host: int = 256
@@ -400,12 +403,16 @@ def _parse_section(cls: type[Any], value: Any, where: str) -> dict[str, Any]:
     for key, item in value.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        kind = str(known[key].type)
+        if item is None and kind.endswith("| None"):
+            out[key] = None
+            continue
         number = item
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ConfigError(f"{where}.{key}: expected a number, got {item!r}")
         if not math.isfinite(number) or number <= 0:
             raise ConfigError(f"{where}.{key}: must be a positive number, got {item!r}")
-        if known[key].type in ("int", int):
+        if kind.removesuffix(" | None") == "int":
             if number != int(number):
                 raise ConfigError(f"{where}.{key}: must be a whole number, got {item!r}")
             number = int(number)

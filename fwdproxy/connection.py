@@ -277,7 +277,9 @@ class ClientConnection:
         local = stream.socket.getsockname()
         self.local_ip = _address_of(local)
         self.local_port = int(local[1])
-        self.http = H11Stream(stream, h11.SERVER, max_head_bytes=self.config.limits.max_head_bytes)
+        limits = self.config.limits
+        self.http = H11Stream(stream, h11.SERVER, max_head_bytes=limits.max_head_bytes,
+                              max_body_bytes=limits.max_request_body)
         self.tunnel: _Tunnel | None = None  # set by a CONNECT that got its 200
 
     async def read_proxy_header(self) -> bool:
@@ -592,8 +594,38 @@ class ClientConnection:
 
     # -- plain HTTP ----------------------------------------------------------------------
 
+    async def _wait_for_body_start(self) -> bool:
+        """Hold a chunked request until its first chunk-size line has arrived and passed, so
+        that a body refused at once never reaches the origin behind its head.
+
+        Returns:
+            True when the proxy answered the client's 100-continue itself, to draw the body.
+
+        Raises:
+            RequestTimeout: the line did not come within the header timeout.
+            BadRequest, BodyTooLarge: it was refused.
+        """
+        http = self.http
+        if http.body_start_checked:
+            return False
+        # A client waiting for 100 Continue sends nothing until it gets one; the origin
+        # cannot send it, since it must not see the head yet (RFC 9110 §10.1.1 lets an
+        # intermediary answer the expectation itself).
+        answered = http.conn.they_are_waiting_for_100_continue
+        if answered:
+            await http.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        timeout = self.config.timeouts.header
+        try:
+            with trio.fail_after(timeout):
+                await http.wait_for_body_start()
+        except trio.TooSlowError:
+            raise RequestTimeout(
+                f"the chunked request body did not start within {timeout:g} s") from None
+        return answered
+
     async def _forward(self, request: h11.Request, target: Target, facts: RequestFacts,
                        decision: Decision, exchange: Exchange) -> None:
+        continue_sent = await self._wait_for_body_start()
         parent = decision.parent
         key = ("parent", parent.host, parent.port) if parent else ("http", target.host, target.port)
         upstream = self.ctx.pool.take(key)
@@ -615,7 +647,7 @@ class ClientConnection:
                 reusable = await forward(
                     self.ctx.forward_settings, self.http, request, target, upstream, exchange,
                     parent_authorization=parent.authorization if parent else None,
-                    via_parent=parent is not None)
+                    via_parent=parent is not None, continue_sent=continue_sent)
             except RetryOnNewConnection:
                 await upstream.aclose()
                 upstream = None

@@ -99,6 +99,14 @@ class RequestTimeout(FwdproxyError):
     verdict = "timeout"
 
 
+class BodyTooLarge(FwdproxyError):
+    """The request body is larger than ``limits.max_request_body``."""
+
+    status = 413
+    title = "Content too large"
+    verdict = "bad-request"
+
+
 class HeadTooLarge(FwdproxyError):
     """The request head is larger than ``limits.max_head_bytes``."""
 

@@ -21,6 +21,7 @@ import trio
 
 from fwdproxy.accesslog import Exchange
 from fwdproxy.errors import BadGateway, ConnectionLost, GatewayTimeout
+from fwdproxy.framing import length_fits
 from fwdproxy.h11_stream import H11Stream, checked_headers
 from fwdproxy.headers import (
     is_upgrade_request,
@@ -93,11 +94,13 @@ def has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 
 async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Request,
                   target: Target, upstream: Upstream, exchange: Exchange, *,
-                  parent_authorization: bytes | None = None, via_parent: bool = False) -> bool:
+                  parent_authorization: bytes | None = None, via_parent: bool = False,
+                  continue_sent: bool = False) -> bool:
     """Send `request` to `upstream` and relay the response to `client`.
 
     With `via_parent`, `upstream` is a parent proxy: the request keeps its absolute form
-    and carries `parent_authorization` as its Proxy-Authorization.
+    and carries `parent_authorization` as its Proxy-Authorization. With `continue_sent`,
+    the client already had a 100 Continue from the proxy, and the origin's is not relayed.
 
     Returns:
         True when `upstream` is clean and may be pooled for another request.
@@ -136,7 +139,8 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
         raise BadGateway(f"the connection to {target.authority} failed: {exc}",
                          host=target.authority) from exc
 
-    relay_state = _ResponseRelay(settings, client, origin, target, exchange, retryable)
+    relay_state = _ResponseRelay(settings, client, origin, target, exchange, retryable,
+                                 continue_sent)
     if bodiless:
         switched = await relay_state.run()
     else:
@@ -193,13 +197,15 @@ async def _pump_request_body(client: H11Stream, origin: H11Stream, timeout: floa
 
 class _ResponseRelay:
     def __init__(self, settings: ForwardSettings, client: H11Stream, origin: H11Stream,
-                 target: Target, exchange: Exchange, retryable: bool) -> None:
+                 target: Target, exchange: Exchange, retryable: bool,
+                 continue_sent: bool = False) -> None:
         self.settings = settings
         self.client = client
         self.origin = origin
         self.target = target
         self.exchange = exchange
         self.retryable = retryable
+        self.continue_sent = continue_sent
         self.head_sent = False
         self.got_anything = False
         # Output for the client, sent when the origin has nothing more ready: a small
@@ -270,6 +276,11 @@ class _ResponseRelay:
                 for name, value in received:
                     if name == b"content-type":
                         self.exchange.content_type = value.decode("latin-1")
+                    elif name == b"content-length" and not length_fits(value):
+                        # A client's 64-bit parser would wrap it and read the rest of the
+                        # body as the next response on this connection.
+                        raise BadGateway(f"{self.target.authority} sent a Content-Length "
+                                         "beyond 2^63 - 1", host=self.target.authority)
                 self._queue(h11.Response(
                     status_code=event.status_code,
                     reason=event.reason,
@@ -298,6 +309,8 @@ class _ResponseRelay:
                     return True
                 if self.client.conn.their_http_version != b"1.1":
                     continue  # no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
+                if event.status_code == 100 and self.continue_sent:
+                    continue  # the proxy answered the expectation already
                 self._queue(h11.InformationalResponse(
                     status_code=event.status_code,
                     reason=event.reason,

@@ -5,11 +5,11 @@ output, counts bytes, and translates every foreign exception at this edge: h11 p
 errors become `BadRequest`/`HeadTooLarge` (client side) or `BadGateway` (origin side),
 transport errors become `ConnectionLost`.
 
-On the client side, request heads get a stricter check than h11 makes, because whatever
-a proxy accepts it passes on: a head is refused (400) for a bare CR or LF, obs-fold
-continuation lines, several Content-Length headers, Content-Length together with
-Transfer-Encoding, any coding other than exactly "chunked", or an HTTP/2 preface. The
-check reads each head's raw bytes once, as they arrive, before h11 parses them.
+On the client side, request framing gets a stricter check than h11 makes, because
+whatever a proxy accepts it passes on (`framing`): each head's raw bytes are checked once,
+as they arrive, before h11 parses them, and so are the raw bytes of a chunked body. A
+chunked body's first chunk-size line can be awaited (`wait_for_body_start`) before the
+head is passed on, so that an origin never sees a request whose body is refused at once.
 """
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ from h11._headers import Headers as _H11Headers
 from fwdproxy import fdio
 from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
 from fwdproxy.fdio import RECEIVE_SIZE
+from fwdproxy.framing import ChunkedBody, check_request_head
 
-__all__ = ["RECEIVE_SIZE", "H11Stream", "check_request_head", "checked_headers"]
+__all__ = ["RECEIVE_SIZE", "H11Stream", "checked_headers"]
 
 _HEAD_END = re.compile(rb"\n\r?\n")
-# C0 controls other than HTAB, LF and CR, and DEL: h11 refuses only NUL and whitespace.
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_FRAMING = (b"content-length", b"transfer-encoding")
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
@@ -49,55 +47,6 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         yield
     if scope.cancelled_caught:
         raise trio.TooSlowError
-
-
-def check_request_head(head: bytes) -> None:
-    """Refuse request-head spellings that h11 tolerates but a proxy must not pass on.
-
-    Args:
-        head: the raw request line and header lines, up to and including the blank line.
-
-    Raises:
-        BadRequest: naming the first problem found.
-    """
-    if head.startswith(b"PRI * HTTP/2.0"):
-        raise BadRequest("HTTP/2 prior knowledge is not supported: speak HTTP/1.1 to the proxy")
-    control = _CONTROL.search(head)
-    if control is not None:
-        raise BadRequest(f"control byte 0x{control.group()[0]:02x} in the request head")
-    body = head.replace(b"\r\n", b"")
-    if b"\n" in body:
-        raise BadRequest("bare LF line ending in the request head (lines must end in CRLF)")
-    if b"\r" in body:
-        raise BadRequest("bare CR in the request head")
-    lines = head.split(b"\r\n")
-    content_lengths = 0
-    transfer_encoding: bytes | None = None
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t"):
-            raise BadRequest("obsolete line folding (obs-fold) in the request head")
-        name, _, value = line.partition(b":")
-        name = name.lower()
-        if b"_" in name and name.replace(b"_", b"-") in _FRAMING:
-            # An origin that maps "_" to "-" (CGI, WSGI) would frame the body differently.
-            raise BadRequest(f"header {name.decode('latin-1')!r} looks like a framing header")
-        if name == b"content-length":
-            content_lengths += 1
-            if content_lengths > 1 or b"," in value:
-                raise BadRequest("several Content-Length values")
-        elif name == b"transfer-encoding":
-            if transfer_encoding is not None:
-                raise BadRequest("several Transfer-Encoding headers")
-            transfer_encoding = value.strip(b" \t").lower()
-            if transfer_encoding != b"chunked":
-                raise BadRequest(
-                    "Transfer-Encoding other than exactly 'chunked' is not accepted: "
-                    + repr(value.strip(b" \t").decode("latin-1"))[:80]
-                )
-    if content_lengths and transfer_encoding is not None:
-        raise BadRequest("both Content-Length and Transfer-Encoding: the body length is ambiguous")
 
 
 def checked_headers(headers: list[tuple[bytes, bytes]]) -> Any:
@@ -118,9 +67,11 @@ class H11Stream:
         stream: the transport.
         role: ``h11.SERVER`` facing a client, ``h11.CLIENT`` facing an origin.
         max_head_bytes: the largest head accepted (431 on the client side beyond it).
+        max_body_bytes: the largest request body accepted (client side; 413 beyond it).
     """
 
-    def __init__(self, stream: trio.abc.Stream, role: Any, *, max_head_bytes: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, role: Any, *, max_head_bytes: int,
+                 max_body_bytes: int | None = None) -> None:
         self.stream = stream
         # Plain sockets are read and written on the descriptor (fdio); other streams
         # (tests' memory streams) through their own methods.
@@ -128,12 +79,14 @@ class H11Stream:
         self.role = role
         self.conn = h11.Connection(role, max_incomplete_event_size=max_head_bytes)
         self.max_head_bytes = max_head_bytes
+        self.max_body_bytes = max_body_bytes
         self.bytes_received = 0
         self.bytes_sent = 0
         self._strict = role is h11.SERVER
         self._head = bytearray()  # raw bytes of the request head being received
         self._head_ok = False
         self._scan_from = 0  # where the search for the head's end resumes
+        self._chunks: ChunkedBody | None = None  # the chunked request body being checked
 
     async def next_event(self, before_receive: Callable[[], Awaitable[None]] | None = None,
                          silence: float | None = None) -> Any:
@@ -168,7 +121,8 @@ class H11Stream:
                 self._reset_head(b"")
             return event
 
-    async def _receive(self, silence: float | None) -> None:
+    async def _receive(self, silence: float | None) -> bool:
+        """Read once and hand the bytes to h11; False at EOF."""
         data: bytes | bytearray | None
         try:
             if self._socket is None:
@@ -188,15 +142,19 @@ class H11Stream:
         self.bytes_received += len(data)
         if not data:
             self.conn.receive_data(b"")  # EOF
-            return
+            return False
         self.prime(data)
+        return True
 
     def prime(self, data: bytes | bytearray) -> None:
         """Hand h11 bytes that were read before it (after a PROXY protocol header)."""
         if not data:
             return
-        if self._strict and self.conn.their_state is h11.IDLE:
-            self._head += data
+        if self._strict:
+            if self.conn.their_state is h11.IDLE:
+                self._head += data
+            elif self._chunks is not None:
+                self._chunks.feed(data)  # raises before h11 sees a byte it refuses
         self.conn.receive_data(bytes(data))
 
     def _check_buffered_head(self) -> None:
@@ -208,8 +166,12 @@ class H11Stream:
             return
         if match.end() > self.max_head_bytes:
             raise HeadTooLarge(f"the request head exceeds {self.max_head_bytes} bytes")
-        check_request_head(bytes(self._head[: match.end()]))
+        end = match.end()
+        framing = check_request_head(bytes(self._head[:end]), max_body=self.max_body_bytes)
         self._head_ok = True
+        if framing.chunked:
+            self._chunks = ChunkedBody(max_line=self.max_head_bytes, max_body=self.max_body_bytes)
+            self._chunks.feed(self._head[end:])  # the body's bytes read with the head
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> Exception:
         if self.role is h11.SERVER:
@@ -257,9 +219,27 @@ class H11Stream:
             raise ConnectionLost(f"send failed: {exc}") from exc
         self.bytes_sent += len(data)
 
+    @property
+    def body_start_checked(self) -> bool:
+        """False while a chunked request body's first chunk-size line has not arrived."""
+        return self._chunks is None or self._chunks.started or self._chunks.done
+
+    async def wait_for_body_start(self) -> None:
+        """Read until a chunked request body's first chunk-size line has arrived and passed
+        the check, leaving every event for `next_event` (h11 holds the bytes meanwhile).
+
+        Raises:
+            BadRequest, BodyTooLarge: the line was refused.
+            ConnectionLost: the client closed or failed first.
+        """
+        while not self.body_start_checked:
+            if not await self._receive(None):
+                raise ConnectionLost("the client closed before sending its request body")
+
     def start_next_cycle(self) -> None:
         """Begin the next request/response cycle (both sides must be DONE)."""
         self.conn.start_next_cycle()
+        self._chunks = None
         if self._strict:
             # Pipelined bytes h11 already holds are the start of the next head.
             self._reset_head(self.conn.trailing_data[0])

@@ -68,14 +68,17 @@ def _parse_v1(data: bytes) -> ProxyHeader | None:
         return ProxyHeader(None, 0, end + 2)
     if len(fields) != 6 or fields[1] not in ("TCP4", "TCP6"):
         raise ProxyHeaderError(f"malformed PROXY v1 line {data[:end]!r}")
+    # ASCII digits only: int() would also take "+80", " 80", "8_0" and other scripts' digits.
+    ports = fields[4:6]
+    if not all(p.isascii() and p.isdigit() and len(p) <= 5 and int(p) <= 65535 for p in ports):
+        raise ProxyHeaderError(f"malformed PROXY v1 line {data[:end]!r}")
+    port = int(fields[4])
     try:
         source = ipaddress.ip_address(fields[2])
         ipaddress.ip_address(fields[3])
-        port = int(fields[4])
-        int(fields[5])
     except ValueError:
         raise ProxyHeaderError(f"malformed PROXY v1 line {data[:end]!r}") from None
-    if (source.version == 4) != (fields[1] == "TCP4") or not 0 <= port <= 65535:
+    if (source.version == 4) != (fields[1] == "TCP4"):
         raise ProxyHeaderError(f"malformed PROXY v1 line {data[:end]!r}")
     return ProxyHeader(canonical_address(source), port, end + 2)
 

@@ -15,13 +15,14 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import HttpClient, send_raw
+from tests.conftest import HttpClient, Reply, send_raw
 
 # Real seconds after which a hung exchange fails the test (never reached when all is well).
 GUARD = 10
 MAX_HEAD = 4096
 
 Case = Callable[[str], bytes]  # authority "origin.test:PORT" -> raw bytes to send
+Seen = tuple[bytes, trio.Event]  # bytes an origin waits for, and the event it then sets
 
 
 def status_of(raw: bytes) -> int:
@@ -213,18 +214,10 @@ async def test_pipelined_bad_request_after_a_good_one(start_http_origin, hostile
     assert [r.target for r in origin.requests] == [b"/first", b"/after"]
 
 
-BAD_CHUNKS = [
-    pytest.param(b"zz\r\nhello\r\n0\r\n\r\n", id="not-hex"),
-    pytest.param(b"-5\r\nhello\r\n0\r\n\r\n", id="negative"),
-    pytest.param(b"0x5\r\nhello\r\n0\r\n\r\n", id="0x-prefix"),
-    pytest.param(b"5\nhello\r\n0\r\n\r\n", id="bare-lf-after-size"),
-    pytest.param(b"5\r\nhelloXX0\r\n\r\n", id="no-crlf-after-data"),
-    pytest.param(b"2\r\nhello\r\n0\r\n\r\n", id="size-too-small"),
-]
-
-
-async def _recording_origin(start_origin: Callable[..., Any]) -> tuple[int, list[bytearray], trio.Event]:
-    """An origin that records every byte it gets and never answers; `ended` fires at EOF."""
+async def _recording_origin(start_origin: Callable[..., Any], *, seen: Seen | None = None,
+                            ) -> tuple[int, list[bytearray], trio.Event]:
+    """An origin that records every byte it gets and never answers; `ended` fires at EOF,
+    and `seen`'s event once its bytes have arrived."""
     received: list[bytearray] = []
     ended = trio.Event()
 
@@ -234,6 +227,8 @@ async def _recording_origin(start_origin: Callable[..., Any]) -> tuple[int, list
         try:
             while chunk := await stream.receive_some(65536):
                 data += chunk
+                if seen is not None and seen[0] in data:
+                    seen[1].set()
         finally:
             ended.set()
 
@@ -241,23 +236,237 @@ async def _recording_origin(start_origin: Callable[..., Any]) -> tuple[int, list
     return port, received, ended
 
 
-@pytest.mark.parametrize("chunks", BAD_CHUNKS)
-async def test_invalid_chunk_never_smuggles_a_request(start_origin, start_http_origin,
-                                                      hostile_proxy, chunks):
-    port, received, ended = await _recording_origin(start_origin)
-    a = f"origin.test:{port}"
-    attack = post(a, "Transfer-Encoding: chunked") + b"\r\n" + chunks + smuggled(a)
+def chunked(a: str, body: bytes) -> bytes:
+    return post(a, "Transfer-Encoding: chunked") + b"\r\n" + body + smuggled(a)
+
+
+def connect(a: str, *lines: str) -> bytes:
+    return (f"CONNECT {a} HTTP/1.1\r\nHost: {a}\r\n" + "".join(f"{line}\r\n" for line in lines)
+            + "\r\n").encode()
+
+
+MAX_BODY = 1000
+
+# Refused before anything reaches the origin: not a connection, not a byte. Each case:
+# the bytes to send (given "origin.test:PORT"), the status the client gets.
+REFUSED_UNSENT: list[Any] = [
+    # -- Content-Length that no 64-bit parser holds, or above limits.max_request_body --------
+    pytest.param(lambda a: post(a, "Content-Length: 18446744073709551621") + b"\r\nhello"
+                 + smuggled(a), 400, id="cl-wraps-to-5"),
+    pytest.param(lambda a: post(a, "Content-Length: 9223372036854775808") + b"\r\nhello", 400,
+                 id="cl-2^63"),
+    pytest.param(lambda a: post(a, "Content-Length: 99999999999999999999") + b"\r\nhello", 400,
+                 id="cl-20-nines"),
+    pytest.param(lambda a: post(a, f"Content-Length: {MAX_BODY + 1}") + b"\r\n" + b"x" * (MAX_BODY + 1),
+                 413, id="cl-over-max-request-body"),
+    # -- a chunked body whose first chunk-size line is invalid -------------------------------
+    pytest.param(lambda a: chunked(a, b"zz\r\nhello\r\n0\r\n\r\n"), 400, id="chunk-not-hex"),
+    pytest.param(lambda a: chunked(a, b"-1\r\nh\r\n0\r\n\r\n"), 400, id="chunk-negative"),
+    pytest.param(lambda a: chunked(a, b"0x5\r\nhello\r\n0\r\n\r\n"), 400, id="chunk-0x-prefix"),
+    pytest.param(lambda a: chunked(a, b"+5\r\nhello\r\n0\r\n\r\n"), 400, id="chunk-plus"),
+    pytest.param(lambda a: chunked(a, b"5\nhello\r\n0\r\n\r\n"), 400, id="chunk-bare-lf"),
+    pytest.param(lambda a: chunked(a, b"\r\nhello\r\n0\r\n\r\n"), 400, id="chunk-empty-size"),
+    pytest.param(lambda a: chunked(a, b"10000000000000005\r\nhello\r\n0\r\n\r\n"), 400,
+                 id="chunk-17-digits-wraps-to-5"),
+    pytest.param(lambda a: chunked(a, b"8000000000000000\r\nhello\r\n"), 400, id="chunk-2^63"),
+    pytest.param(lambda a: chunked(a, b"ffffffffffffffffffff\r\nhello\r\n"), 400,
+                 id="chunk-20-digits"),
+    pytest.param(lambda a: chunked(a, b"%x\r\n" % (MAX_BODY + 1) + b"x" * (MAX_BODY + 1) + b"\r\n0\r\n\r\n"),
+                 413, id="chunk-over-max-request-body"),
+    pytest.param(lambda a: chunked(a, b"0\r\nContent-Length: 5\r\n\r\n"), 400,
+                 id="chunk-trailer-content-length"),
+    # A broken later line that came in the same read as the head is refused at once too.
+    pytest.param(lambda a: chunked(a, b"5\r\nhello\r\nzz\r\n0\r\n\r\n"), 400,
+                 id="later-chunk-in-first-read"),
+    # -- CONNECT claiming a body: refused, so that no byte of the tunnel is eaten ------------
+    pytest.param(lambda a: connect(a, "Content-Length: 5") + b"0123456789", 400, id="connect-cl"),
+    pytest.param(lambda a: connect(a, "Transfer-Encoding: chunked") + b"5\r\nhello\r\n0\r\n\r\n",
+                 400, id="connect-chunked"),
+]
+
+
+@pytest.fixture
+async def framing_proxy(start_proxy: Callable[..., Any]) -> Any:
+    return await start_proxy(limits={"max_head_bytes": MAX_HEAD, "max_request_body": MAX_BODY})
+
+
+@pytest.mark.parametrize(("make", "status"), REFUSED_UNSENT)
+async def test_invalid_framing_reaches_no_origin(start_origin, start_http_origin, framing_proxy,
+                                                 make, status):
+    port, received, _ = await _recording_origin(start_origin)
     with trio.fail_after(GUARD):
-        raw = await send_raw(hostile_proxy.port, attack)
+        raw = await send_raw(framing_proxy.port, make(f"origin.test:{port}"))
+    assert status_of(raw) == status
+    assert raw.count(b"HTTP/1.1 ") == 1  # nothing answered after the refusal
+    await trio.testing.wait_all_tasks_blocked()
+    assert received == []  # no connection, so not a byte
+    lines = framing_proxy.log_lines()
+    assert len(lines) == 1 and f" {status} " in lines[0]
+    await assert_still_works(framing_proxy, await start_http_origin())
+
+
+async def test_connect_with_content_length_zero_relays_every_byte(start_origin, framing_proxy):
+    """Content-Length: 0 frames nothing: the bytes after the head all go into the tunnel."""
+    port, received, ended = await _recording_origin(start_origin)
+    stream = await trio.open_tcp_stream("127.0.0.1", framing_proxy.port)
+    with trio.fail_after(GUARD):
+        await stream.send_all(connect(f"origin.test:{port}", "Content-Length: 0") + b"0123456789")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await stream.receive_some(65536)
+        assert status_of(head) == 200
+        await stream.send_all(b"abc")
+        await stream.send_eof()
+        await ended.wait()
+    await stream.aclose()
+    assert [bytes(r) for r in received] == [b"0123456789abc"]
+
+
+# The head is valid and so is the first chunk, so the request goes on; a line sent after
+# the origin got that chunk is broken. The origin sees the head and the body up to there,
+# then its connection is closed: never a complete request, never the bytes after the break.
+BAD_LATER_CHUNKS = [
+    pytest.param(b"5\r\nhel", b"loXX0\r\n\r\n", id="no-crlf-after-data"),
+    pytest.param(b"2\r\nhe", b"llo\r\n0\r\n\r\n", id="size-too-small"),
+    pytest.param(b"5\r\nhello\r\n", b"zz\r\n0\r\n\r\n", id="second-size-not-hex"),
+    pytest.param(b"5\r\nhello\r\n", b"10000000000000005\r\nworld\r\n0\r\n\r\n",
+                 id="second-size-17-digits"),
+    pytest.param(b"5\r\nhello\r\n", b"ffffffffffffffff\r\nworld\r\n", id="second-size-2^64-1"),
+    pytest.param(b"5\r\nhello\r\n", b"0\r\nHost: other.test\r\n\r\n", id="trailer-host"),
+]
+
+
+@pytest.mark.parametrize(("first", "rest"), BAD_LATER_CHUNKS)
+async def test_invalid_later_chunk_never_smuggles_a_request(start_origin, start_http_origin,
+                                                            hostile_proxy, first, rest):
+    arrived = trio.Event()
+    port, received, ended = await _recording_origin(start_origin, seen=(b"\r\nhe", arrived))
+    a = f"origin.test:{port}"
+    stream = await trio.open_tcp_stream("127.0.0.1", hostile_proxy.port)
+    with trio.fail_after(GUARD):
+        await stream.send_all(post(a, "Transfer-Encoding: chunked") + b"\r\n" + first)
+        await arrived.wait()
+        await stream.send_all(rest + smuggled(a))
+        raw = b""
+        while chunk := await stream.receive_some(65536):
+            raw += chunk
         await ended.wait()  # the proxy dropped its origin connection
+    await stream.aclose()
     assert status_of(raw) == 400  # and the connection is closed (send_raw read to EOF)
     assert len(received) == 1
     seen = bytes(received[0])
     assert seen.startswith(b"POST /upload HTTP/1.1\r\n")
     assert seen.count(b"HTTP/1.1\r\n") == 1
     assert b"smuggled" not in seen
-    healthy = await start_http_origin()
-    await assert_still_works(hostile_proxy, healthy)
+    assert not seen.endswith(b"0\r\n\r\n")  # the origin never saw the body end
+    await assert_still_works(hostile_proxy, await start_http_origin())
+
+
+async def test_invalid_chunk_after_the_response_began_closes_both_sides(
+        start_origin, start_http_origin, hostile_proxy):
+    """An origin that answers before the upload ends: a broken chunk then cuts both
+    connections (no 400 can follow the response head), and the log says why."""
+    upload_started = trio.Event()
+    origin_saw_eof = trio.Event()
+
+    async def answer_early(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"hello" not in data:
+            data += await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nearly\r\n")
+        upload_started.set()
+        while await stream.receive_some(65536):
+            pass
+        origin_saw_eof.set()
+
+    port = await start_origin(answer_early)
+    a = f"origin.test:{port}"
+    stream = await trio.open_tcp_stream("127.0.0.1", hostile_proxy.port)
+    with trio.fail_after(GUARD):
+        await stream.send_all(post(a, "Transfer-Encoding: chunked") + b"\r\n5\r\nhello\r\n")
+        await upload_started.wait()
+        await stream.send_all(b"ffffffffffffffffff\r\n")
+        raw = b""
+        while chunk := await stream.receive_some(65536):
+            raw += chunk
+        await origin_saw_eof.wait()
+    await stream.aclose()
+    assert status_of(raw) == 200
+    assert not raw.endswith(b"0\r\n\r\n")  # the response was cut, not completed
+    await trio.testing.wait_all_tasks_blocked()
+    [line] = hostile_proxy.log_lines()
+    assert "2^63" in line
+    await assert_still_works(hostile_proxy, await start_http_origin())
+
+
+async def test_chunked_upload_with_expect_100_continue(start_http_origin, hostile_proxy):
+    """The proxy answers 100 Continue itself (the origin may not see the head before the
+    first chunk line), relays no second one, and the upload arrives whole."""
+    # The origin's own 100 comes after the body here; a relayed one would be the second.
+    origin = await start_http_origin(lambda request: Reply(
+        201, [("Content-Length", "2")], b"ok", interim=[(100, [])]))
+    a = f"origin.test:{origin.port}"
+    client = await HttpClient.connect(hostile_proxy.port)
+    with trio.fail_after(GUARD):
+        await client.send(h11.Request(method="PUT", target=f"http://{a}/up", headers=[
+            ("Host", a), ("Expect", "100-continue"), ("Transfer-Encoding", "chunked")]))
+        interim = await client.next_event()
+        assert isinstance(interim, h11.InformationalResponse) and interim.status_code == 100
+        await client.send(h11.Data(data=b"hello"), h11.Data(data=b" world"), h11.EndOfMessage())
+        response = await client.next_event()  # not another 100
+        assert isinstance(response, h11.Response) and response.status_code == 201
+    await client.aclose()
+    assert origin.requests[0].body == b"hello world"
+
+
+async def test_expect_100_continue_then_bad_first_chunk(start_origin, hostile_proxy):
+    port, received, _ = await _recording_origin(start_origin)
+    a = f"origin.test:{port}"
+    stream = await trio.open_tcp_stream("127.0.0.1", hostile_proxy.port)
+    with trio.fail_after(GUARD):
+        await stream.send_all(post(a, "Expect: 100-continue", "Transfer-Encoding: chunked") + b"\r\n")
+        interim = await stream.receive_some(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await stream.send_all(b"zz\r\nhello\r\n0\r\n\r\n")
+        raw = b""
+        while chunk := await stream.receive_some(65536):
+            raw += chunk
+    await stream.aclose()
+    assert status_of(raw) == 400
+    await trio.testing.wait_all_tasks_blocked()
+    assert received == []
+
+
+async def test_first_chunk_line_must_come_within_the_header_timeout(
+        start_origin, start_proxy, autojump_clock):
+    proxy = await start_proxy(timeouts={"header": 5})
+    port, received, _ = await _recording_origin(start_origin)
+    stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+    await stream.send_all(post(f"origin.test:{port}", "Transfer-Encoding: chunked") + b"\r\n5")
+    start = trio.current_time()
+    raw = b""
+    while chunk := await stream.receive_some(65536):
+        raw += chunk
+    await stream.aclose()
+    assert status_of(raw) == 408
+    assert 5 <= trio.current_time() - start < 6
+    assert received == []
+
+
+async def test_origin_content_length_beyond_2_63_is_refused(start_origin, hostile_proxy):
+    """A client's 64-bit parser would read 18446744073709551621 as 5 and take the rest of
+    the body for the next response: 502, and the connection is not kept."""
+    async def wrapping_origin(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551621\r\n\r\n"
+                              b"helloHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+
+    port = await start_origin(wrapping_origin)
+    a = f"origin.test:{port}"
+    with trio.fail_after(GUARD):
+        raw = await send_raw(hostile_proxy.port, plain(a) + b"\r\n")
+    assert status_of(raw) == 502
+    assert b"forged" not in raw and b"hello" not in raw
 
 
 async def test_slow_partial_head_gets_408(start_http_origin, start_proxy, autojump_clock):

@@ -205,6 +205,17 @@ def test_every_key(tmp_path: Path) -> None:
     assert isinstance(loaded.limits.max_connections, int)
 
 
+@pytest.mark.parametrize(("text", "limit"), [
+    ("limits:\n  max_request_body: 1048576\n", 1048576),
+    ("limits:\n  max_request_body: null\n", None),
+    ("limits:\n  max_connections: 7\n", None),
+])
+def test_max_request_body(tmp_path: Path, text: str, limit: int | None) -> None:
+    loaded = config.load(write(tmp_path, text))
+    assert loaded.limits.max_request_body == limit
+    assert limit is None or isinstance(loaded.limits.max_request_body, int)
+
+
 def test_partial_sections_keep_the_other_defaults(tmp_path: Path) -> None:
     loaded = config.load(write(tmp_path, "timeouts:\n  dns: 3\nlimits:\n  max_connections: 7\n"))
     assert loaded.timeouts == Timeouts(dns=3)
@@ -343,6 +354,10 @@ def test_default_via_name_is_a_token_whatever_the_host_name(monkeypatch: pytest.
         ("timeouts: 5\n", "timeouts"),
         ("limits:\n  max_connections: 1.5\n", "limits.max_connections"),
         ("limits:\n  max_head_bytes: -1\n", "limits.max_head_bytes"),
+        ("limits:\n  max_head_bytes: null\n", "limits.max_head_bytes"),
+        ("limits:\n  max_request_body: 1.5\n", "limits.max_request_body"),
+        ("limits:\n  max_request_body: 0\n", "limits.max_request_body"),
+        ('limits:\n  max_request_body: "10M"\n', "limits.max_request_body"),
         ("hosts:\n  origin.test: nope\n", "origin.test"),
         ("hosts:\n  origin.test: []\n", "origin.test"),
         ("hosts:\n  bad host!: 10.0.0.1\n", "bad host!"),

@@ -20,6 +20,7 @@ STATUSES: dict[type[FwdproxyError], int] = {
     errors.MethodNotAllowed: 405,
     errors.AuthRequired: 407,
     errors.RequestTimeout: 408,
+    errors.BodyTooLarge: 413,
     errors.HeadTooLarge: 431,
     errors.BadGateway: 502,
     errors.ServiceUnavailable: 503,

@@ -13,80 +13,10 @@ import trio
 import trio.testing
 
 from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
-from fwdproxy.h11_stream import H11Stream, check_request_head, checked_headers
+from fwdproxy.h11_stream import H11Stream, checked_headers
+from tests.test_framing import BAD_HEADS, GOOD_HEADS
 
 MAX_HEAD = 1024
-
-GOOD_HEADS = [
-    b"GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\n\r\n",
-    b"GET / HTTP/1.0\r\n\r\n",
-    b"POST http://o.test/ HTTP/1.1\r\nHost: o.test\r\nContent-Length: 5\r\n\r\n",
-    b"POST http://o.test/ HTTP/1.1\r\nHost: o.test\r\nTransfer-Encoding: chunked\r\n\r\n",
-    b"POST http://o.test/ HTTP/1.1\r\nHost: o.test\r\nTransfer-Encoding:   chunked \t\r\n\r\n",
-    b"POST http://o.test/ HTTP/1.1\r\nHost: o.test\r\ntransfer-encoding: CHUNKED\r\n\r\n",
-    b"POST http://o.test/ HTTP/1.1\r\nHost: o.test\r\ncontent-length:0\r\n\r\n",
-    b"GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\nX-Empty:\r\nX-Colon: a:b: c\r\n"
-    b"X-Content-Length: 1\r\nX-Transfer-Encoding: gzip\r\n\r\n",
-    b"GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\nX-Tab: a\tb\r\nX-Obs-Text: caf\xc3\xa9\r\n\r\n",
-]
-
-BAD_HEADS = [
-    pytest.param(b"GET / HTTP/1.1\nHost: o.test\r\n\r\n", "bare LF", id="bare-lf-request-line"),
-    pytest.param(b"GET / HTTP/1.1\r\nHost: o.test\nX: y\r\n\r\n", "bare LF", id="bare-lf-header"),
-    pytest.param(b"GET / HTTP/1.1\nHost: o.test\n\n", "bare LF", id="all-bare-lf"),
-    pytest.param(b"GET / HTTP/1.1\r\nHost: o.test\r\n\n", "bare LF", id="bare-lf-end"),
-    pytest.param(b"GET / HTTP/1.1\r\nHost: o.test\rX: y\r\n\r\n", "bare CR", id="bare-cr"),
-    pytest.param(b"GET / HTTP/1.1\r\nX: a\rb\r\nHost: o.test\r\n\r\n", "bare CR", id="bare-cr-value"),
-    pytest.param(b"GET / HTTP/1.1\r\nHost: o.test\r\nX-A: 1\r\n folded\r\n\r\n", "obs-fold",
-                 id="obs-fold-space"),
-    pytest.param(b"GET / HTTP/1.1\r\nHost: o.test\r\nX-A: 1\r\n\tfolded\r\n\r\n", "obs-fold",
-                 id="obs-fold-tab"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-                 "Content-Length", id="two-content-length"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n",
-                 "Content-Length", id="two-different-content-length"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nContent-Length: 5, 5\r\n\r\n",
-                 "Content-Length", id="content-length-list"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nContent-Length: 5\r\n"
-                 b"Transfer-Encoding: chunked\r\n\r\n", "both", id="cl-then-te"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\r\n"
-                 b"Content-Length: 5\r\n\r\n", "both", id="te-then-cl"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: xchunked\r\n\r\n",
-                 "Transfer-Encoding", id="te-xchunked"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-                 "Transfer-Encoding", id="te-chunked-identity"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                 "Transfer-Encoding", id="te-gzip-chunked"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: identity\r\n\r\n",
-                 "Transfer-Encoding", id="te-identity"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer_Encoding: chunked\r\n\r\n",
-                 "framing header", id="te-underscore"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nContent_Length: 5\r\n\r\n",
-                 "framing header", id="cl-underscore"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: \x0bchunked\r\n\r\n",
-                 "control byte 0x0b", id="te-vertical-tab"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\x0c\r\n\r\n",
-                 "control byte 0x0c", id="te-form-feed"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
-                 "Transfer-Encoding", id="te-quoted"),
-    pytest.param(b"POST / HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\r\n"
-                 b"Transfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding", id="two-te"),
-    pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/2", id="http2-preface"),
-]
-
-
-@pytest.mark.parametrize("head", GOOD_HEADS)
-def test_good_heads_pass(head):
-    check_request_head(head)
-
-
-@pytest.mark.parametrize(("head", "why"), BAD_HEADS)
-def test_bad_heads_refused(head, why):
-    with pytest.raises(BadRequest) as info:
-        check_request_head(head)
-    assert why in info.value.detail
-    assert info.value.status == 400
-
 
 # -- H11Stream, server role ----------------------------------------------------------------
 

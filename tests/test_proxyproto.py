@@ -55,6 +55,10 @@ def test_incomplete_headers_ask_for_more(data: bytes) -> None:
     b"PROXY TCP4 not-an-ip 192.0.2.1 1 2\r\n",
     b"PROXY TCP4 2001:db8::1 192.0.2.1 1 2\r\n",  # TCP4 with an IPv6 address
     b"PROXY TCP4 10.1.2.3 192.0.2.1 99999 2\r\n",
+    b"PROXY TCP4 10.1.2.3 192.0.2.1 1 99999\r\n",
+    b"PROXY TCP4 10.1.2.3 192.0.2.1 +80 2\r\n",   # int() takes these; the spec does not
+    b"PROXY TCP4 10.1.2.3 192.0.2.1 8_0 2\r\n",
+    b"PROXY TCP4 10.1.2.3 192.0.2.1 000000080 2\r\n",
     b"PROXY TCP4 " + b"1" * 120,                  # no CRLF within 107 bytes
     b"\r\n\r\n\x00\r\nQUIX\n\x21\x11\x00\x00",
     v2(1, 0x31, b"\x00" * 216),                   # AF_UNIX: no client address to use

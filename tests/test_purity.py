@@ -22,8 +22,8 @@ import fwdproxy.policy
 PACKAGE_DIR = Path(fwdproxy.__file__).parent
 
 PURE_MODULES = sorted(
-    {"fwdproxy.errors", "fwdproxy.target", "fwdproxy.headers", "fwdproxy.pages", "fwdproxy.pac",
-     "fwdproxy.policy"}
+    {"fwdproxy.errors", "fwdproxy.framing", "fwdproxy.target", "fwdproxy.headers",
+     "fwdproxy.pages", "fwdproxy.pac", "fwdproxy.policy"}
     # every room added to policy/ later is pure too
     | {info.name for info in pkgutil.walk_packages(fwdproxy.policy.__path__, "fwdproxy.policy.")}
 )

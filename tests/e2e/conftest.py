@@ -146,7 +146,13 @@ class _OriginHandler(SimpleHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._record()
-        remaining = int(self.headers.get("Content-Length", "0"))
+        chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        length = self._read_chunked() if chunked else self._read(int(self.headers.get("Content-Length", "0")))
+        self._send_bytes(json.dumps(
+            {"length": length, "expect": self.headers.get("Expect"), "chunked": chunked}).encode(),
+            "application/json")
+
+    def _read(self, remaining: int) -> int:
         length = 0
         while remaining > 0:
             chunk = self.rfile.read(min(remaining, 1 << 16))
@@ -154,9 +160,16 @@ class _OriginHandler(SimpleHTTPRequestHandler):
                 break
             length += len(chunk)
             remaining -= len(chunk)
-        self._send_bytes(json.dumps(
-            {"length": length, "expect": self.headers.get("Expect")}).encode(),
-            "application/json")
+        return length
+
+    def _read_chunked(self) -> int:
+        length = 0
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            length += self._read(size)
+            self.rfile.readline()  # the CRLF after the data
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass  # trailer lines
+        return length
 
     def _send_bytes(self, body: bytes, content_type: str = "text/plain") -> None:
         self.send_response(200)

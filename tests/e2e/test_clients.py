@@ -131,13 +131,38 @@ def test_curl_upload_with_expect_100_continue(
     result = curl("-v", "--expect100-timeout", "15", "-x", proxy.url,
                   "--data-binary", f"@{upload}", http_origin.url("/upload"))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"length": size, "expect": "100-continue"}
+    assert json.loads(result.stdout) == {"length": size, "expect": "100-continue", "chunked": False}
     # The origin's 100 Continue came back through the proxy (else curl would have waited
     # out --expect100-timeout and sent the body anyway).
     assert "< HTTP/1.1 100 Continue" in result.stderr
     line = proxy.wait_for_log("POST", http_origin.url("/upload"), 200)
     up = int(line.split(" up=", 1)[1].split(" ", 1)[0])
     assert up >= size  # the whole body went up (the request head counts too)
+
+
+def test_curl_chunked_upload_with_expect_100_continue(
+    proxy: ProxyProcess, http_origin: Origin, tmp_path: Path
+) -> None:
+    """curl sends a chunked upload with Expect: 100-continue; the proxy, which must see the
+    first chunk line before the origin sees the head, answers the 100 itself."""
+    size = 3 * 1024 * 1024
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(bytes(range(256)) * (size // 256))
+    result = curl("-v", "--expect100-timeout", "15", "-x", proxy.url, "-H", "Transfer-Encoding: chunked",
+                  "-H", "Expect: 100-continue", "--data-binary", f"@{upload}", http_origin.url("/upload"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"length": size, "expect": "100-continue", "chunked": True}
+    assert result.stderr.count("< HTTP/1.1 100 Continue") == 1
+    proxy.wait_for_log("POST", http_origin.url("/upload"), 200)
+
+
+def test_requests_chunked_upload(proxy: ProxyProcess, http_origin: Origin) -> None:
+    """requests sends a generator body chunked (no Content-Length)."""
+    parts = [b"x" * 1000] * 50
+    response = requests.post(http_origin.url("/upload"), data=iter(parts),
+                             proxies={"http": proxy.url}, timeout=REQUEST_TIMEOUT)
+    assert response.status_code == 200
+    assert response.json() == {"length": 50_000, "expect": None, "chunked": True}
 
 
 def test_curl_refused_destinations(
