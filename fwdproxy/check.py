@@ -19,9 +19,10 @@ from fwdproxy import config
 from fwdproxy.errors import BadRequest, ConfigError
 from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.policy.lint import LintBuilder
-from fwdproxy.resolver import LocalAddresses
-from fwdproxy.rulefiles import load_rule_files
-from fwdproxy.target import IPAddress, Target, canonical_address, normalize_path, parse_target
+from fwdproxy.policy.names import IPAddress, canonical_address, normalize_path
+from fwdproxy.policy.rulefiles import load_rule_files
+from fwdproxy.proxy.resolver import LocalAddresses
+from fwdproxy.proxy.target import Target, parse_target
 
 
 def build_parser() -> argparse.ArgumentParser:

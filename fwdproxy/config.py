@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -25,14 +26,15 @@ import yaml
 
 from fwdproxy.auth import Htpasswd, parse_htpasswd
 from fwdproxy.errors import BadRequest, ConfigError
-from fwdproxy.headers import is_via_token
-from fwdproxy.pac import pac_script
 from fwdproxy.policy import Policy, PortRange
 from fwdproxy.policy.engine import IPNetwork
 from fwdproxy.policy.index import RuleSet
-from fwdproxy.policy.policies import Policies, PolicyError, parse_policies
-from fwdproxy.rulefiles import load_rule_files
-from fwdproxy.target import IPAddress, canonical_address, canonical_host
+from fwdproxy.policy.names import IPAddress, canonical_address, canonical_host
+from fwdproxy.policy.policies import Policies, PolicyError
+from fwdproxy.policy.policyfile import parse_policies
+from fwdproxy.policy.rulefiles import load_rule_files
+from fwdproxy.proxy.headers import is_via_token
+from fwdproxy.site.pac import pac_script
 
 DEFAULT_PORT = 8080
 
@@ -51,8 +53,10 @@ DEFAULT_DENY_DESTINATIONS = (
     "224.0.0.0/4", "ff00::/8", "255.255.255.255/32",  # multicast, broadcast
 )
 DEFAULT_CONNECT_PORTS = (443,)
-# The rules folder shipped with fwdproxy (documented examples), used when none is given.
-BUNDLED_RULES = Path(__file__).resolve().parent.parent / "rules"
+# The rules folder shipped with fwdproxy (documented examples and the cloud-metadata safety
+# list), used when none is given: package data, so an installed wheel has it as a checkout
+# does (the checkout's top-level rules/ is a link to it).
+BUNDLED_RULES = Path(str(resources.files("fwdproxy").joinpath("rules")))
 BLOCK_TEMPLATE = "blockpage.html"
 POLICY_FILE = "policy.yaml"
 
@@ -500,6 +504,7 @@ def defaults() -> Config:
     )
 
 
+# long: one branch per top-level key, in the README's order; each branch is one call.
 def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = None) -> Config:
     """Apply a parsed YAML mapping to `base` (the defaults when None).
 

@@ -23,13 +23,15 @@ import trio
 
 from fwdproxy.accesslog import AccessLog, Exchange
 from fwdproxy.config import Config, Listen, LoadedRules, load_rules, rules_fingerprint
-from fwdproxy.connection import ServerContext, close_gracefully, handle, own_host_names, raw_error_response
 from fwdproxy.errors import ConfigError, ServiceUnavailable
-from fwdproxy.rulefiles import release_freed_memory
+from fwdproxy.policy.names import IPAddress, canonical_address
+from fwdproxy.policy.rulefiles import release_freed_memory
+from fwdproxy.proxy.connection import handle
+from fwdproxy.proxy.context import ServerContext, own_host_names
+from fwdproxy.proxy.replies import close_gracefully, raw_error_response
+from fwdproxy.proxy.upstream import Pool
 from fwdproxy.sharedstats import PUBLISH_INTERVAL, SharedStats
 from fwdproxy.stats import PUBLISHED_TOP
-from fwdproxy.target import IPAddress, canonical_address
-from fwdproxy.upstream import Pool
 
 # Accept errors that mean "out of a resource for now": back off briefly and go on, as
 # trio.serve_listeners does, rather than spin or die.
@@ -172,6 +174,40 @@ async def serve(
     if listeners is None:
         listeners = await open_listeners(config.listen)
     bound = [_bound(listener) for listener in listeners]
+    ctx = _context(config, loaded, bound, clock, shared)
+    server = _Server(ctx)
+    try:
+        async with trio.open_nursery() as system:
+            system.start_soon(ctx.pool.run)
+            system.start_soon(server.flush_log)
+            if shared is not None:
+                system.start_soon(server.publish_stats, shared)
+            if config.rules is not None or config.auth is not None:
+                system.start_soon(server.watch_rules)
+            async with trio.open_nursery() as handlers:
+                async with trio.open_nursery() as acceptors:
+                    for listener, proxy_protocol in zip(listeners, listeners.proxy_protocol,
+                                                        strict=True):
+                        acceptors.start_soon(server.accept_loop, listener, handlers, proxy_protocol)
+                    task_status.started(Running(bound, ctx))
+                    await shutdown.wait()
+                    acceptors.cancel_scope.cancel()
+                for listener in listeners:
+                    await listener.aclose()
+                ctx.begin_drain()
+                handlers.cancel_scope.deadline = trio.current_time() + config.timeouts.shutdown_grace
+            system.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
+        ctx.log.close()
+
+
+def _context(config: Config, loaded: LoadedRules, bound: list[Bound],
+             clock: Callable[[], datetime] | None, shared: SharedStats | None) -> ServerContext:
+    """What every connection of this server shares; a worker that replaces one that died
+    carries on its figures."""
     via = config.via_name(bound[0].port)
     policy = config.policy(loaded).with_listeners((b.address, b.port) for b in bound)
     limits = config.limits
@@ -189,21 +225,30 @@ async def serve(
         totals = shared.open_counters()
         if previous is not None or totals is not None:  # this worker replaces one that died
             ctx.stats.carry_on(previous, totals)
-    active = 0
+    return ctx
 
-    async def run_handler(stream: trio.SocketStream, proxy_protocol: bool) -> None:
-        nonlocal active
-        active += 1
+
+class _Server:
+    """The server's own tasks: accepting, handling within the connection limit, watching
+    the rules, flushing the log and publishing the figures."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.active = 0  # connections being handled
+
+    async def run_handler(self, stream: trio.SocketStream, proxy_protocol: bool) -> None:
+        self.active += 1
         try:
-            await handle(stream, ctx, proxy_protocol=proxy_protocol)
+            await handle(stream, self.ctx, proxy_protocol=proxy_protocol)
         except Exception:  # a bug must cost one connection, never the proxy
             print("fwdproxy: internal error in a connection handler:", file=sys.stderr)
             traceback.print_exc()
         finally:
-            active -= 1
+            self.active -= 1
 
-    async def refuse_overload(stream: trio.SocketStream) -> None:
-        refusal = ServiceUnavailable(f"the proxy is at its limit of {limits.max_connections} connections")
+    async def refuse_overload(self, stream: trio.SocketStream) -> None:
+        limit = self.ctx.config.limits.max_connections
+        refusal = ServiceUnavailable(f"the proxy is at its limit of {limit} connections")
         exchange = Exchange(client="-", started=time.time(), status=refusal.status,
                             verdict=refusal.verdict, source="config:limits.max_connections",
                             detail=refusal.detail)
@@ -215,10 +260,11 @@ async def serve(
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await stream.aclose()
         finally:
-            ctx.finish(exchange)
+            self.ctx.finish(exchange)
 
-    async def accept_loop(listener: trio.SocketListener, handlers: trio.Nursery,
+    async def accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery,
                           proxy_protocol: bool) -> None:
+        limit = self.ctx.config.limits.max_connections
         while True:
             try:
                 stream = await listener.accept()
@@ -230,14 +276,16 @@ async def serve(
                 raise
             except trio.ClosedResourceError:
                 return
-            if active >= limits.max_connections:
-                handlers.start_soon(refuse_overload, stream)
+            if self.active >= limit:
+                handlers.start_soon(self.refuse_overload, stream)
             else:
-                handlers.start_soon(run_handler, stream, proxy_protocol)
+                handlers.start_soon(self.run_handler, stream, proxy_protocol)
 
-    async def watch_rules() -> None:
+    async def watch_rules(self) -> None:
         """Reload on request (SIGHUP) or when a rules file changes; the new set is built
         in a worker thread, off the event loop, and swapped in only if it loads."""
+        ctx = self.ctx
+        config = ctx.config
         root, watched = config.rules, _watched(config)
         seen = ctx.loaded.fingerprint
         # The first check is at once: the files may have changed since they were read
@@ -263,43 +311,16 @@ async def serve(
             finished, ctx.reload_finished = ctx.reload_finished, trio.Event()
             finished.set()
 
-    async def flush_log() -> None:
+    async def flush_log(self) -> None:
         while True:
             await trio.sleep(LOG_FLUSH_INTERVAL)
-            log.flush()
+            self.ctx.log.flush()
 
-    async def publish_stats(shared: SharedStats) -> None:
+    async def publish_stats(self, shared: SharedStats) -> None:
         while True:
-            snapshot = ctx.stats.snapshot(time.time(), top=PUBLISHED_TOP)
+            snapshot = self.ctx.stats.snapshot(time.time(), top=PUBLISHED_TOP)
             try:
                 await trio.to_thread.run_sync(shared.publish, snapshot)
             except OSError as exc:
                 print(f"fwdproxy: cannot share this worker's figures: {exc}", file=sys.stderr)
             await trio.sleep(PUBLISH_INTERVAL)
-
-    try:
-        async with trio.open_nursery() as system:
-            system.start_soon(pool.run)
-            system.start_soon(flush_log)
-            if shared is not None:
-                system.start_soon(publish_stats, shared)
-            if config.rules is not None or config.auth is not None:
-                system.start_soon(watch_rules)
-            async with trio.open_nursery() as handlers:
-                async with trio.open_nursery() as acceptors:
-                    for listener, proxy_protocol in zip(listeners, listeners.proxy_protocol,
-                                                        strict=True):
-                        acceptors.start_soon(accept_loop, listener, handlers, proxy_protocol)
-                    task_status.started(Running(bound, ctx))
-                    await shutdown.wait()
-                    acceptors.cancel_scope.cancel()
-                for listener in listeners:
-                    await listener.aclose()
-                ctx.begin_drain()
-                handlers.cancel_scope.deadline = trio.current_time() + config.timeouts.shutdown_grace
-            system.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            for listener in listeners:
-                await listener.aclose()
-        log.close()

@@ -49,7 +49,7 @@ import trio
 from fwdproxy import __version__
 from fwdproxy.config import Config, Listen, LoadedRules, load_rules
 from fwdproxy.errors import ConfigError
-from fwdproxy.rulefiles import release_freed_memory
+from fwdproxy.policy.rulefiles import release_freed_memory
 from fwdproxy.server import Bound, Listeners, report_rules
 from fwdproxy.sharedstats import SharedStats
 

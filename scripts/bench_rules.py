@@ -124,7 +124,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 def lookup_cost(folder: Path, names: list[str], samples: int = 200_000) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
-    from fwdproxy.rulefiles import load_rule_files
+    from fwdproxy.policy.rulefiles import load_rule_files
 
     rules = load_rule_files(folder)
     rng = random.Random(SEED + 1)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from fwdproxy.policy.index import Match, RuleSet
-from fwdproxy.target import IPAddress, canonical_address
+from fwdproxy.policy.names import IPAddress, canonical_address
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

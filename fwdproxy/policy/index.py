@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Literal
 
+from fwdproxy.policy.names import IPAddress, canonical_address
 from fwdproxy.policy.rules import DOMAIN_AND_SUBDOMAINS, IPNetwork
-from fwdproxy.target import IPAddress, canonical_address
 
 Action = Literal["allow", "deny"]
 _FID_MASK = (1 << 23) - 1  # file ids fit in 23 bits of a domain entry's info word

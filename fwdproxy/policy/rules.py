@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from typing import Literal, Protocol
 
 from fwdproxy.errors import BadRequest
-from fwdproxy.target import canonical_host, normalize_path
+from fwdproxy.policy.names import canonical_host, normalize_path
 
 Kind = Literal["list", "domains", "urls", "expressions", "hostregex"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -236,6 +236,8 @@ def _single(token: str, sink: RuleSink, number: int, kind: Kind) -> None:
         sink.address(ipaddress.ip_network(ip), number)  # 2130706433, 0x7f.1 ...
 
 
+# long: one branch per line format (hosts, AdBlock, CIDR, URL, regex, .Include), read top to
+# bottom in the order a line is tried; the order is the specification.
 def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> None:
     """Read the lines of one list file into `sink`.
 

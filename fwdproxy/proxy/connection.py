@@ -1,0 +1,481 @@
+"""One client connection: the request loop, from the request head to the forward or tunnel.
+
+Strategy: a connection is admitted (or refused with 403) before a byte is read; then each
+request is parsed, decided by name, resolved, decided by address, and forwarded or
+tunnelled. Every client-visible failure arrives here as a `FwdproxyError` and leaves
+through the one error handler (`replies`) as one page with its status, or as a closed
+connection when a response was already under way. Exactly one access-log line is written
+per request or tunnel, in `finally`. Admission and authentication (`admission`), the
+proxy's own pages (`ownpages`) and a parent proxy (`parent`) have rooms of their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import trio
+
+from fwdproxy.accesslog import Exchange
+from fwdproxy.config import ParentProxy
+from fwdproxy.errors import (
+    BadGateway,
+    BadRequest,
+    ConnectionLost,
+    Forbidden,
+    FwdproxyError,
+    LoopDetected,
+    RequestTimeout,
+)
+from fwdproxy.policy import Policy, RequestFacts, Verdict
+from fwdproxy.policy.names import IPAddress, canonical_address, normalize_path
+from fwdproxy.proxy.admission import authenticate, read_proxy_header
+from fwdproxy.proxy.context import ServerContext
+from fwdproxy.proxy.forward import RetryOnNewConnection, UpstreamAborted, forward
+from fwdproxy.proxy.h11_stream import H11Stream
+from fwdproxy.proxy.headers import has_our_via
+from fwdproxy.proxy.ownpages import (
+    WELL_KNOWN_PATHS,
+    Reached,
+    host_header_names_us,
+    names_us,
+    serve_own_page,
+)
+from fwdproxy.proxy.parent import connect_through_parent, open_parent
+from fwdproxy.proxy.replies import error_page_for, forbidden, send_error, send_raw_error
+from fwdproxy.proxy.resolver import resolve
+from fwdproxy.proxy.target import Target, parse_target
+from fwdproxy.proxy.tunnel import relay
+from fwdproxy.proxy.upstream import Upstream, connect
+
+
+def _address_of(sockaddr: Any) -> IPAddress:
+    return canonical_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy a request was decided under and its by-name verdict, carried to the
+    address checks so both phases use the same rule set (and log the final word)."""
+
+    policy: Policy
+    by_name: Verdict
+    exchange: Exchange
+    parent: ParentProxy | None  # the parent proxy this request goes through, if any
+
+
+async def handle(stream: trio.SocketStream, ctx: ServerContext, *,
+                 proxy_protocol: bool = False) -> None:
+    """Serve one client connection until it closes; never raises for client misbehaviour.
+
+    Args:
+        stream: the accepted connection.
+        ctx: what all connections share.
+        proxy_protocol: the listener expects a PROXY protocol header first.
+    """
+    try:
+        try:
+            connection = ClientConnection(stream, ctx)
+        except OSError:
+            return  # reset before we looked at it
+        if proxy_protocol and not await connection.read_proxy_header():
+            return
+        await connection.run()
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+@dataclass(slots=True)
+class _Tunnel:
+    """A CONNECT that was answered 200, waiting to be relayed."""
+
+    stream: trio.SocketStream  # to the destination (or the parent proxy)
+    early: bytes  # client bytes h11 read past the CONNECT head
+    from_parent: bytes  # destination bytes a parent proxy sent past its 200
+    exchange: Exchange
+
+
+class ClientConnection:
+    """The request loop of one client connection."""
+
+    def __init__(self, stream: trio.SocketStream, ctx: ServerContext) -> None:
+        """Raises OSError when the client is already gone (no peer address)."""
+        self.stream = stream
+        self.ctx = ctx
+        self.config = ctx.config
+        self.client_ip = _address_of(stream.socket.getpeername())
+        local = stream.socket.getsockname()
+        self.reached = Reached(_address_of(local), int(local[1]))
+        limits = self.config.limits
+        self.http = H11Stream(stream, h11.SERVER, max_head_bytes=limits.max_head_bytes,
+                              max_body_bytes=limits.max_request_body)
+        self.tunnel: _Tunnel | None = None  # set by a CONNECT that got its 200
+
+    async def read_proxy_header(self) -> bool:
+        """Take the real client from a PROXY protocol header (HAProxy in front).
+
+        Returns:
+            False when the connection was refused (not from `trusted_proxies`, or no valid
+            header within the header timeout) or went away.
+        """
+        exchange = self._exchange()
+        try:
+            self.client_ip = await read_proxy_header(self.stream, self.http, self.client_ip, self.config)
+        except FwdproxyError as exc:
+            await self._refuse(exc, exchange)
+            return False
+        except ConnectionLost:
+            return False
+        return True
+
+    async def run(self) -> None:
+        verdict = self.ctx.policy.admit(self.client_ip)
+        if not verdict.allowed:
+            exchange = self._exchange()
+            await self._refuse(Forbidden(verdict.reason, source=verdict.source), exchange)
+            return
+        first = True
+        while not self.ctx.draining:
+            counted = (self.http.bytes_received, self.http.bytes_sent)
+            event = await self._wait_for_request(first)
+            if event is None:
+                return
+            first = False
+            keep_going = await self._serve(event, counted)
+            if self.tunnel is not None:
+                tunnel, self.tunnel, event = self.tunnel, None, None
+                # The client's h11 state is done with; only its byte counts were needed.
+                del self.http
+                await self._relay_tunnel(tunnel)
+                return
+            if not keep_going or not self.http.reusable or self.ctx.draining:
+                return
+            self.http.start_next_cycle()
+
+    def _exchange(self) -> Exchange:
+        return Exchange(client=str(self.client_ip), started=time.time())
+
+    async def _refuse(self, exc: FwdproxyError, exchange: Exchange) -> None:
+        """Answer without h11 (nothing read yet, or h11 refused the request) and close."""
+        try:
+            await send_raw_error(self.stream, exc, exchange)
+        finally:
+            self.ctx.finish(exchange)
+
+    async def _wait_for_request(self, first: bool) -> h11.Request | None:
+        timeouts = self.config.timeouts
+        timeout = timeouts.header if first else timeouts.keepalive
+        received_before = self.http.bytes_received
+        scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        self.ctx.idle_scopes.add(scope)
+        try:
+            with scope:
+                event = await self.http.next_event()
+        except FwdproxyError as exc:
+            # h11 or the strict head check refused the request before it was complete.
+            if self.http.can_respond:
+                await self._send_error(exc, self._exchange(), log=True)
+            return None
+        except ConnectionLost:
+            return None
+        finally:
+            self.ctx.idle_scopes.discard(scope)
+        if scope.cancelled_caught:
+            partial = self.http.bytes_received > received_before or bool(self.http.conn.trailing_data[0])
+            if partial and not self.ctx.draining:
+                timed_out = RequestTimeout(f"the request head did not arrive within {timeout:g} s")
+                await self._send_error(timed_out, self._exchange(), log=True)
+            return None
+        if type(event) is h11.Request:
+            return event
+        return None  # ConnectionClosed or PAUSED
+
+    async def _send_error(self, exc: FwdproxyError, exchange: Exchange, *, log: bool) -> None:
+        try:
+            await send_error(self.http, exc, exchange, self._error_body)
+        finally:
+            if log:
+                self.ctx.finish(exchange)
+
+    def _error_body(self, exc: FwdproxyError) -> bytes:
+        return error_page_for(exc, block_template=self.ctx.loaded.block_template,
+                              client=str(self.client_ip), contact=self.config.contact)
+
+    async def _serve(self, request: h11.Request, counted: tuple[int, int]) -> bool:
+        """Handle one request; False when the connection must close afterwards.
+
+        Args:
+            request: the request head.
+            counted: bytes received and sent on this connection before this request.
+        """
+        exchange = self._exchange()
+        exchange.method = request.method.decode("ascii", "replace")
+        exchange.url = request.target.decode("ascii", "replace")
+        exchange.http_version = request.http_version.decode("ascii", "replace")
+        vias: list[tuple[bytes, bytes]] = []
+        for name, value in request.headers:  # one pass serves the log and the loop check
+            if name == b"referer":
+                exchange.referer = value.decode("latin-1")
+            elif name == b"user-agent":
+                exchange.user_agent = value.decode("latin-1")
+            elif name == b"via":
+                vias.append((name, value))
+        up_before, down_before = counted
+        try:
+            await self._dispatch(request, exchange, vias)
+            return True
+        except FwdproxyError as exc:
+            await self._send_error(exc, exchange, log=False)
+            return False
+        except UpstreamAborted as exc:
+            exchange.verdict = "upstream-error"
+            exchange.detail = f"response cut short: {exc}"
+            return False
+        except ConnectionLost as exc:
+            exchange.detail = f"client went away: {exc}"
+            return False
+        finally:
+            exchange.bytes_up += self.http.bytes_received - up_before
+            exchange.bytes_down += self.http.bytes_sent - down_before
+            if self.tunnel is None:  # a tunnel's exchange is logged when the tunnel ends
+                self.ctx.finish(exchange)
+
+    async def _dispatch(self, request: h11.Request, exchange: Exchange,
+                        vias: list[tuple[bytes, bytes]]) -> None:
+        target = parse_target(request.method, request.target)
+        exchange.url = target.url()
+        if target.form == "absolute" and names_us(self.ctx, self.reached, target.host, target.port):
+            # A browser set to use this proxy asks for the proxy's own page this way.
+            await self._serve_own_page(request, target, exchange)
+            return
+        if target.form in ("origin", "asterisk"):
+            # PAC, WPAD and health checks arrive under whatever name the office gave the
+            # proxy (wpad.<domain>, a balancer's address): those paths answer under any.
+            well_known = target.path.split(b"?", 1)[0] in WELL_KNOWN_PATHS
+            if well_known or host_header_names_us(self.ctx, self.reached, request):
+                await self._serve_own_page(request, target, exchange)
+                return
+            raise BadRequest(
+                "this is a proxy: send requests with an absolute URL (http://host/path), "
+                "or CONNECT host:port for HTTPS, and configure it as your client's proxy"
+            )
+        user = None
+        if self.config.auth is not None:
+            user = await authenticate(self.ctx, self.client_ip, request, target)
+        exchange.user = user
+        if vias and has_our_via(vias, self.ctx.via):
+            raise LoopDetected(f"the request already passed through this proxy ({self.ctx.via})",
+                               host=target.authority)
+        connect = request.method == b"CONNECT"
+        if not connect and target.scheme != "http":
+            raise BadRequest("https:// URLs go through a CONNECT tunnel: set this proxy as "
+                             "your HTTPS proxy too", host=target.authority)
+        # One rule set for the whole request, even if a reload swaps in another meanwhile.
+        policy = self.ctx.policy
+        facts = self._facts(policy, target, exchange.method, user, connect)
+        verdict = policy.decide(facts)
+        exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
+        parent = self.config.upstream
+        if parent is not None and not parent.carries(target.host):
+            parent = None
+        # Through a parent the addresses are never seen here, so nothing can lift it later.
+        if not verdict.allowed and (verdict.final or parent is not None):
+            raise forbidden(verdict, target)
+        # Not final: address rules may still lift or confirm it once the host is resolved.
+        decision = Decision(policy, verdict, exchange, parent)
+        if connect:
+            await self._tunnel(target, facts, decision, exchange)
+        else:
+            await self._forward(request, target, facts, decision, exchange)
+
+    def _facts(self, policy: Policy, target: Target, method: str, user: str | None,
+               connect: bool) -> RequestFacts:
+        """What the policy judges a request by."""
+        path = url = None
+        if not connect:
+            path = normalize_path(target.path.decode("latin-1"))
+            url = f"http://{target.host_header}{path}"
+        return RequestFacts(
+            client=self.client_ip,
+            method=method,
+            scheme="connect" if connect else "http",
+            host=target.host,
+            port=target.port,
+            ip=target.ip,
+            path=path,
+            url=url,
+            user=user,
+            now=self.ctx.clock() if policy.policies is not None else None,
+        )
+
+    # -- destinations ------------------------------------------------------------------
+
+    def _address_verdict_denial(self, facts: RequestFacts, decision: Decision,
+                                address: IPAddress, target: Target) -> Forbidden | None:
+        policy = decision.policy
+        local = self.ctx.local_addresses(address) if policy.needs_local_check(address, facts.port) else False
+        verdict = policy.decide_address(facts, address, is_local=local, by_name=decision.by_name)
+        if verdict.allowed:
+            if not decision.by_name.final:
+                decision.exchange.verdict, decision.exchange.source = "allow", verdict.source
+            return None
+        return forbidden(verdict, target)
+
+    async def _vetted_addresses(self, target: Target, facts: RequestFacts,
+                                decision: Decision) -> list[IPAddress]:
+        addresses = await resolve(
+            target.host, target.port, literal=target.ip, hosts=self.config.hosts,
+            timeout=self.config.timeouts.dns,
+        )
+        allowed: list[IPAddress] = []
+        denial: Forbidden | None = None
+        for address in addresses:
+            refused = self._address_verdict_denial(facts, decision, address, target)
+            if refused is None:
+                allowed.append(address)
+            else:
+                denial = refused
+        if not allowed:
+            assert denial is not None
+            raise denial
+        return allowed
+
+    async def _open(self, target: Target, facts: RequestFacts,
+                    decision: Decision) -> tuple[trio.SocketStream, IPAddress]:
+        addresses = await self._vetted_addresses(target, facts, decision)
+        return await connect(addresses, target.port, timeout=self.config.timeouts.connect,
+                             host=target.host)
+
+    # -- plain HTTP ----------------------------------------------------------------------
+
+    async def _wait_for_body_start(self) -> bool:
+        """Hold a chunked request until its first chunk-size line has arrived and passed, so
+        that a body refused at once never reaches the origin behind its head.
+
+        Returns:
+            True when the proxy answered the client's 100-continue itself, to draw the body.
+
+        Raises:
+            RequestTimeout: the line did not come within the header timeout.
+            BadRequest, BodyTooLarge: it was refused.
+        """
+        http = self.http
+        if http.body_start_checked:
+            return False
+        # A client waiting for 100 Continue sends nothing until it gets one; the origin
+        # cannot send it, since it must not see the head yet (RFC 9110 §10.1.1 lets an
+        # intermediary answer the expectation itself).
+        answered = http.conn.they_are_waiting_for_100_continue
+        if answered:
+            await http.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        timeout = self.config.timeouts.header
+        try:
+            with trio.fail_after(timeout):
+                await http.wait_for_body_start()
+        except trio.TooSlowError:
+            raise RequestTimeout(
+                f"the chunked request body did not start within {timeout:g} s") from None
+        return answered
+
+    async def _forward(self, request: h11.Request, target: Target, facts: RequestFacts,
+                       decision: Decision, exchange: Exchange) -> None:
+        continue_sent = await self._wait_for_body_start()
+        parent = decision.parent
+        key = ("parent", parent.host, parent.port) if parent else ("http", target.host, target.port)
+        upstream = self.ctx.pool.take(key)
+        if upstream is not None and parent is None and self._address_verdict_denial(
+                facts, decision, upstream.address, target):
+            await upstream.aclose()
+            upstream = None
+        for _attempt in range(2):
+            if upstream is None:
+                if parent is not None:
+                    stream, address = await open_parent(self.config, parent)
+                else:
+                    stream, address = await self._open(target, facts, decision)
+                upstream = Upstream(stream, H11Stream(stream, h11.CLIENT,
+                                    max_head_bytes=self.config.limits.max_head_bytes), key, address)
+            reusable = False
+            exchange.upstream_address = str(upstream.address)
+            try:
+                reusable = await forward(
+                    self.ctx.forward_settings, self.http, request, target, upstream, exchange,
+                    parent_authorization=parent.authorization if parent else None,
+                    via_parent=parent is not None, continue_sent=continue_sent)
+            except RetryOnNewConnection:
+                await upstream.aclose()
+                upstream = None
+                continue
+            finally:
+                if upstream is not None:
+                    if reusable:
+                        upstream.http.start_next_cycle()
+                        self.ctx.pool.put(upstream)
+                    else:
+                        await upstream.aclose()
+            return
+        raise BadGateway(f"{target.authority} closed the connection without a response",
+                         host=target.authority)
+
+    # -- CONNECT ----------------------------------------------------------------------
+
+    async def _tunnel(self, target: Target, facts: RequestFacts, decision: Decision,
+                      exchange: Exchange) -> None:
+        while True:  # read the (normally empty) CONNECT body to its end
+            event = await self.http.next_event()
+            if type(event) is h11.EndOfMessage:
+                break
+            if type(event) is h11.ConnectionClosed:
+                raise ConnectionLost("the client closed during CONNECT")
+        parent = decision.parent
+        from_parent = b""
+        if parent is not None:
+            stream, address = await open_parent(self.config, parent)
+        else:
+            stream, address = await self._open(target, facts, decision)
+        exchange.upstream_address = str(address)
+        try:
+            if parent is not None:
+                from_parent = await connect_through_parent(self.config, stream, parent, target)
+            exchange.status = 200
+            await self.http.send(h11.Response(status_code=200, headers=[],
+                                              reason=b"Connection established"))
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+        # The relay itself runs from run(), once this request's frames (and the request,
+        # target, facts and decision they hold) are gone: an idle tunnel holds only what
+        # it needs, which counts when thousands are open.
+        self.tunnel = _Tunnel(stream, self.http.conn.trailing_data[0], from_parent, exchange)
+
+    async def _relay_tunnel(self, tunnel: _Tunnel) -> None:
+        """Relay an open tunnel until it ends, then log its exchange."""
+        exchange = tunnel.exchange
+        self.ctx.stats.tunnel_opened()
+        try:
+            result = await relay(self.stream, tunnel.stream, client_initial=tunnel.early,
+                                 upstream_initial=tunnel.from_parent,
+                                 idle_timeout=self.config.timeouts.tunnel_idle)
+            # The early bytes were counted when h11 read them; relay() counts them again.
+            exchange.bytes_up += result.bytes_up - len(tunnel.early)
+            exchange.bytes_down += result.bytes_down
+            exchange.detail = f"tunnel {result.ended}"
+        finally:
+            self.ctx.stats.tunnel_closed()
+            with trio.CancelScope(shield=True):
+                await tunnel.stream.aclose()
+            self.ctx.finish(exchange)
+
+
+
+
+    async def _serve_own_page(self, request: h11.Request, target: Target, exchange: Exchange) -> None:
+        await serve_own_page(self.http, self.ctx, self.reached, self.client_ip, request, target, exchange)
+
+
+__all__ = ["ClientConnection", "handle"]
