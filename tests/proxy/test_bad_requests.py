@@ -25,6 +25,14 @@ Case = Callable[[str], bytes]  # authority "origin.test:PORT" -> raw bytes to se
 Seen = tuple[bytes, trio.Event]  # bytes an origin waits for, and the event it then sets
 
 
+async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything the proxy sends until it closes."""
+    raw = b""
+    while chunk := await stream.receive_some(65536):
+        raw += chunk
+    return raw
+
+
 def status_of(raw: bytes) -> int:
     assert raw.startswith(b"HTTP/1.1 "), f"not an HTTP response: {raw[:120]!r}"
     return int(raw.split(b" ", 2)[1])
@@ -347,9 +355,7 @@ async def test_invalid_later_chunk_never_smuggles_a_request(start_origin, start_
         await stream.send_all(post(a, "Transfer-Encoding: chunked") + b"\r\n" + first)
         await arrived.wait()
         await stream.send_all(rest + smuggled(a))
-        raw = b""
-        while chunk := await stream.receive_some(65536):
-            raw += chunk
+        raw = await read_to_eof(stream)
         await ended.wait()  # the proxy dropped its origin connection
     await stream.aclose()
     assert status_of(raw) == 400  # and the connection is closed (send_raw read to EOF)
@@ -386,9 +392,7 @@ async def test_invalid_chunk_after_the_response_began_closes_both_sides(
         await stream.send_all(post(a, "Transfer-Encoding: chunked") + b"\r\n5\r\nhello\r\n")
         await upload_started.wait()
         await stream.send_all(b"ffffffffffffffffff\r\n")
-        raw = b""
-        while chunk := await stream.receive_some(65536):
-            raw += chunk
+        raw = await read_to_eof(stream)
         await origin_saw_eof.wait()
     await stream.aclose()
     assert status_of(raw) == 200
@@ -428,9 +432,7 @@ async def test_expect_100_continue_then_bad_first_chunk(start_origin, hostile_pr
         interim = await stream.receive_some(65536)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         await stream.send_all(b"zz\r\nhello\r\n0\r\n\r\n")
-        raw = b""
-        while chunk := await stream.receive_some(65536):
-            raw += chunk
+        raw = await read_to_eof(stream)
     await stream.aclose()
     assert status_of(raw) == 400
     await trio.testing.wait_all_tasks_blocked()
@@ -444,9 +446,7 @@ async def test_first_chunk_line_must_come_within_the_header_timeout(
     stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
     await stream.send_all(post(f"origin.test:{port}", "Transfer-Encoding: chunked") + b"\r\n5")
     start = trio.current_time()
-    raw = b""
-    while chunk := await stream.receive_some(65536):
-        raw += chunk
+    raw = await read_to_eof(stream)
     await stream.aclose()
     assert status_of(raw) == 408
     assert 5 <= trio.current_time() - start < 6
@@ -476,9 +476,7 @@ async def test_slow_partial_head_gets_408(start_http_origin, start_proxy, autoju
     stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
     await stream.send_all(f"GET http://{a}/slow HTTP/1.1\r\nHost: {a}\r\n".encode())
     start = trio.current_time()
-    raw = b""
-    while chunk := await stream.receive_some(65536):
-        raw += chunk
+    raw = await read_to_eof(stream)
     await stream.aclose()
     assert status_of(raw) == 408
     assert 5 <= trio.current_time() - start < 6
