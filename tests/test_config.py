@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -316,7 +317,7 @@ def test_via_must_be_one_visible_ascii_token(via: str) -> None:
 
 
 def test_default_via_name_is_a_token_whatever_the_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config.socket, "gethostname", lambda: "odd host,name\x01")
+    monkeypatch.setattr(socket, "gethostname", lambda: "odd host,name\x01")
     assert config.defaults().via_name(3128) == "odd-host-name-:3128"
 
 
