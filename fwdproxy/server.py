@@ -21,9 +21,10 @@ from pathlib import Path
 
 import trio
 
-from fwdproxy.accesslog import AccessLog, Exchange
+from fwdproxy.accesslog import Exchange
 from fwdproxy.config import Config, Listen, LoadedRules, load_rules, rules_fingerprint
 from fwdproxy.errors import ConfigError, ServiceUnavailable
+from fwdproxy.logwriter import AccessLog
 from fwdproxy.policy.names import IPAddress, canonical_address
 from fwdproxy.policy.rulefiles import release_freed_memory
 from fwdproxy.proxy.connection import handle

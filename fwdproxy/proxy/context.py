@@ -15,9 +15,10 @@ from datetime import datetime
 
 import trio
 
-from fwdproxy.accesslog import AccessLog, Exchange
+from fwdproxy.accesslog import Exchange
 from fwdproxy.auth import CredentialCache, FailureThrottle
 from fwdproxy.config import Config, LoadedRules
+from fwdproxy.logwriter import AccessLog
 from fwdproxy.policy import Policy
 from fwdproxy.proxy.forward import ForwardSettings
 from fwdproxy.proxy.resolver import LocalAddresses
