@@ -517,3 +517,14 @@ def test_workers_superscript_digit_is_a_config_error(value: str) -> None:
 def test_listen_port_in_other_scripts_digits_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError, match="is not \\[HOST:\\]PORT"):
         config.parse_listen(text, "listen")
+
+
+@pytest.mark.parametrize("name", ["auto", "h11", "httptools"])
+def test_http_parser(tmp_path: Path, name: str) -> None:
+    assert config.load(write(tmp_path, f"http_parser: {name}\n")).http_parser == name
+    assert config.defaults().http_parser == "auto"
+
+
+def test_unknown_http_parser_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"http_parser.*'picohttp' is not one of auto, h11, httptools"):
+        config.load(write(tmp_path, "http_parser: picohttp\n"))

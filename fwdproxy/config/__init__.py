@@ -60,6 +60,7 @@ from fwdproxy.policy.names import canonical_host
 from fwdproxy.policy.policies import Policies, PolicyError
 from fwdproxy.policy.policyfile import parse_policies
 from fwdproxy.policy.rulefiles import load_rule_files
+from fwdproxy.proxy.h11_stream import connection_class
 from fwdproxy.proxy.headers import is_via_token
 from fwdproxy.site.pac import pac_script
 
@@ -163,7 +164,7 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
     "access_log", "auth", "pac", "trusted_proxies", "upstream", "admin_clients", "timeouts",
-    "limits", "workers",
+    "limits", "workers", "http_parser",
 }
 # More workers than this is a typo, not a machine.
 def parse_listen(value: Any, where: str) -> Listen:
@@ -327,6 +328,12 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["timeouts"] = replace(config.timeouts, **parse_section(Timeouts, value, where))
         elif key == "limits":
             changes["limits"] = replace(config.limits, **parse_section(Limits, value, where))
+        elif key == "http_parser":
+            try:
+                connection_class(str(value))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            changes["http_parser"] = str(value)
         elif key == "workers":
             changes["workers"] = parse_workers(value, where)
     result = replace(config, **changes)

@@ -112,7 +112,8 @@ class ClientConnection:
         self.reached = Reached(_address_of(local), int(local[1]))
         limits = self.config.limits
         self.http = H11Stream(stream, h11.SERVER, max_head_bytes=limits.max_head_bytes,
-                              max_body_bytes=limits.max_request_body)
+                              max_body_bytes=limits.max_request_body,
+                              http_parser=self.config.http_parser)
         self.tunnel: _Tunnel | None = None  # set by a CONNECT that got its 200
 
     async def read_proxy_header(self) -> bool:
@@ -397,8 +398,9 @@ class ClientConnection:
                     stream, address = await open_parent(self.config, parent)
                 else:
                     stream, address = await self._open(target, facts, decision)
-                upstream = Upstream(stream, H11Stream(stream, h11.CLIENT,
-                                    max_head_bytes=self.config.limits.max_head_bytes), key, address)
+                http = H11Stream(stream, h11.CLIENT, max_head_bytes=self.config.limits.max_head_bytes,
+                                 http_parser=self.config.http_parser)
+                upstream = Upstream(stream, http, key, address)
             reusable = False
             exchange.upstream_address = str(upstream.address)
             try:

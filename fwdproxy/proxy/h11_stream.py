@@ -1,6 +1,9 @@
-"""One h11.Connection bound to one trio stream, in either role.
+"""One HTTP/1.1 connection (h11's, or h11's with heads parsed by llhttp) bound to one trio
+stream, in either role.
 
-Strategy: h11 does the HTTP/1.1 state machine; this class feeds it bytes, sends its
+Strategy: h11 does the HTTP/1.1 state machine, or `llhttp_conn.LLHTTPConnection`, which
+has h11.Connection's interface and behaviour with heads parsed in C (`http_parser` in the
+configuration: `connection_class` below picks one); this class feeds it bytes, sends its
 output, counts bytes, and translates every foreign exception at this edge: h11 protocol
 errors become `BadRequest`/`HeadTooLarge` (client side) or `BadGateway` (origin side),
 transport errors become `ConnectionLost`.
@@ -14,6 +17,8 @@ head is passed on, so that an origin never sees a request whose body is refused 
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +36,12 @@ from fwdproxy.proxy import fdio
 from fwdproxy.proxy.fdio import RECEIVE_SIZE
 from fwdproxy.proxy.framing import ChunkedBody, check_request_head
 
-__all__ = ["RECEIVE_SIZE", "H11Stream", "checked_headers"]
+__all__ = ["HTTP_PARSERS", "RECEIVE_SIZE", "H11Stream", "checked_headers", "connection_class"]
+
+HTTP_PARSERS = ("auto", "h11", "httptools")
+# `auto` is httptools when it can be imported; this variable, when set, overrides `auto`
+# (scripts/test runs the suite under each parser this way).
+PARSER_VARIABLE = "FWDPROXY_HTTP_PARSER"
 
 _HEAD_END = re.compile(rb"\n\r?\n")
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -60,6 +70,28 @@ def checked_headers(headers: list[tuple[bytes, bytes]]) -> Any:
     return _H11Headers([(name, name, value) for name, value in headers])
 
 
+@functools.cache
+def connection_class(http_parser: str = "auto") -> Any:
+    """The class of connection for `http_parser` (one of HTTP_PARSERS).
+
+    Raises:
+        ValueError: an unknown name, or httptools asked for and not installed.
+    """
+    if http_parser == "auto":
+        http_parser = os.environ.get(PARSER_VARIABLE) or "auto"
+    if http_parser not in HTTP_PARSERS:
+        raise ValueError(f"http_parser {http_parser!r} is not one of {', '.join(HTTP_PARSERS)}")
+    if http_parser == "h11":
+        return h11.Connection
+    try:
+        from fwdproxy.proxy.llhttp_conn import LLHTTPConnection
+    except ImportError as exc:
+        if http_parser == "httptools":
+            raise ValueError(f"http_parser httptools: {exc}") from None
+        return h11.Connection
+    return LLHTTPConnection
+
+
 class H11Stream:
     """An h11 connection over a trio stream.
 
@@ -68,16 +100,19 @@ class H11Stream:
         role: ``h11.SERVER`` facing a client, ``h11.CLIENT`` facing an origin.
         max_head_bytes: the largest head accepted (431 on the client side beyond it).
         max_body_bytes: the largest request body accepted (client side; 413 beyond it).
+        http_parser: which connection class parses and writes (see `connection_class`).
     """
 
     def __init__(self, stream: trio.abc.Stream, role: Any, *, max_head_bytes: int,
-                 max_body_bytes: int | None = None) -> None:
+                 max_body_bytes: int | None = None, http_parser: str = "auto") -> None:
         self.stream = stream
         # Plain sockets are read and written on the descriptor (fdio); other streams
         # (tests' memory streams) through their own methods.
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.role = role
-        self.conn = h11.Connection(role, max_incomplete_event_size=max_head_bytes)
+        # Typed as h11's: LLHTTPConnection has its interface and behaviour.
+        self.conn: h11.Connection = connection_class(http_parser)(
+            role, max_incomplete_event_size=max_head_bytes)
         self.max_head_bytes = max_head_bytes
         self.max_body_bytes = max_body_bytes
         self.bytes_received = 0

@@ -42,7 +42,8 @@ async def connect_through_parent(config: Config, stream: trio.SocketStream, pare
     Raises:
         BadGateway, GatewayTimeout: the parent refused, failed or stayed silent.
     """
-    http = H11Stream(stream, h11.CLIENT, max_head_bytes=config.limits.max_head_bytes)
+    http = H11Stream(stream, h11.CLIENT, max_head_bytes=config.limits.max_head_bytes,
+                     http_parser=config.http_parser)
     headers = [(b"host", target.authority.encode())]
     if parent.authorization is not None:
         headers.append((b"proxy-authorization", parent.authorization))

@@ -7,13 +7,15 @@ shows the head check works wherever the head is cut.
 
 from __future__ import annotations
 
+import os
+
 import h11
 import pytest
 import trio
 import trio.testing
 
 from fwdproxy.errors import BadGateway, BadRequest, ConnectionLost, HeadTooLarge
-from fwdproxy.proxy.h11_stream import H11Stream, checked_headers
+from fwdproxy.proxy.h11_stream import PARSER_VARIABLE, H11Stream, checked_headers, connection_class
 from tests.proxy.test_framing import BAD_HEADS, GOOD_HEADS
 
 MAX_HEAD = 1024
@@ -290,3 +292,38 @@ def test_forward_settings_refuse_a_via_name_that_is_not_a_token():
     for bad in ("two words", "a\r\nX-Injected: 1", "", "a,b"):
         with pytest.raises(ValueError, match="visible ASCII"):
             ForwardSettings(bad, 1, 1, 1)
+
+
+# -- which parser ----------------------------------------------------------------------------
+
+
+def test_connection_class_by_name(monkeypatch):
+    from fwdproxy.proxy.llhttp_conn import LLHTTPConnection
+
+    monkeypatch.delenv(PARSER_VARIABLE, raising=False)
+    connection_class.cache_clear()
+    try:
+        assert connection_class("h11") is h11.Connection
+        assert connection_class("httptools") is LLHTTPConnection
+        assert connection_class("auto") is LLHTTPConnection  # httptools is a dependency
+        monkeypatch.setenv(PARSER_VARIABLE, "h11")
+        connection_class.cache_clear()
+        assert connection_class("auto") is h11.Connection
+        assert connection_class("httptools") is LLHTTPConnection  # only `auto` is overridden
+        with pytest.raises(ValueError, match="not one of auto, h11, httptools"):
+            connection_class("llhttp")
+    finally:
+        connection_class.cache_clear()
+
+
+async def test_the_stream_uses_the_parser_in_force():
+    """scripts/test runs the suite once per parser through FWDPROXY_HTTP_PARSER: each run
+    must really use the one it names."""
+    from fwdproxy.proxy.llhttp_conn import LLHTTPConnection
+
+    wanted = os.environ.get(PARSER_VARIABLE, "httptools")
+    left, _ = trio.testing.memory_stream_pair()
+    conn = server_stream(left).conn
+    assert type(conn) is {"h11": h11.Connection, "httptools": LLHTTPConnection}[wanted]
+    explicit = H11Stream(left, h11.CLIENT, max_head_bytes=MAX_HEAD, http_parser="h11").conn
+    assert type(explicit) is h11.Connection
