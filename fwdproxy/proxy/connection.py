@@ -11,6 +11,7 @@ proxy's own pages (`ownpages`) and a parent proxy (`parent`) have rooms of their
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -53,7 +54,20 @@ from fwdproxy.proxy.upstream import Upstream, connect
 
 
 def _address_of(sockaddr: Any) -> IPAddress:
-    return canonical_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
+    return _parsed_address(str(sockaddr[0]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_text(address: IPAddress) -> str:
+    # For each request's log record (client and upstream): str() of an address is slow.
+    return str(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(text: str) -> IPAddress:
+    # Two per connection, from few distinct clients and listeners: parsing them each time
+    # was a visible share of a short connection's cost. Addresses are immutable.
+    return canonical_address(ipaddress.ip_address(text.split("%", 1)[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +172,7 @@ class ClientConnection:
             self.http.start_next_cycle()
 
     def _exchange(self) -> Exchange:
-        return Exchange(client=str(self.client_ip), started=time.time())
+        return Exchange(client=_address_text(self.client_ip), started=time.time())
 
     async def _refuse(self, exc: FwdproxyError, exchange: Exchange) -> None:
         """Answer without h11 (nothing read yet, or h11 refused the request) and close."""
@@ -402,7 +416,7 @@ class ClientConnection:
                                  http_parser=self.config.http_parser)
                 upstream = Upstream(stream, http, key, address)
             reusable = False
-            exchange.upstream_address = str(upstream.address)
+            exchange.upstream_address = _address_text(upstream.address)
             try:
                 reusable = await forward(
                     self.ctx.forward_settings, self.http, request, target, upstream, exchange,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import h11
-from h11._headers import set_comma_header
+from h11._headers import Headers, set_comma_header
 from h11._receivebuffer import ReceiveBuffer
 from h11._state import (
     _SWITCH_CONNECT,
@@ -72,9 +72,13 @@ class LLHTTPConnection:
         self._max_incomplete_event_size = max_incomplete_event_size
         self.our_role = our_role
         self.their_role = SERVER if our_role is CLIENT else CLIENT
-        # h11's ConnectionState, as two attributes instead of a dict.
+        # h11's ConnectionState, as two attributes instead of a dict; our_state and
+        # their_state are plain attributes too (read several times per event), set by
+        # `_sync` whenever the states may have changed.
         self._client: Any = IDLE
         self._server: Any = IDLE
+        self.our_state: Any = IDLE
+        self.their_state: Any = IDLE
         self._keep_alive = True
         self._pending: set[Any] = set()
         self._writer: Any = WRITERS.get((our_role, IDLE))
@@ -91,13 +95,11 @@ class LLHTTPConnection:
     def states(self) -> dict[Any, Any]:
         return {CLIENT: self._client, SERVER: self._server}
 
-    @property
-    def our_state(self) -> Any:
-        return self._client if self.our_role is CLIENT else self._server
-
-    @property
-    def their_state(self) -> Any:
-        return self._server if self.our_role is CLIENT else self._client
+    def _sync(self) -> None:
+        if self.our_role is CLIENT:
+            self.our_state, self.their_state = self._client, self._server
+        else:
+            self.our_state, self.their_state = self._server, self._client
 
     @property
     def they_are_waiting_for_100_continue(self) -> bool:
@@ -158,7 +160,7 @@ class LLHTTPConnection:
             raise LocalProtocolError(f"not in a reusable state. self.states={self.states}")
         assert self._keep_alive
         assert not self._pending
-        self._client = self._server = IDLE
+        self._client = self._server = self.our_state = self.their_state = IDLE
         self._request_method = None
         assert not self.client_is_waiting_for_100_continue
         self._writer = WRITERS.get((self.our_role, IDLE))
@@ -228,6 +230,7 @@ class LLHTTPConnection:
         return io_dict.get((role, state))
 
     def _respond_to_state_changes(self, old: tuple[Any, Any], event: Any, facts: Facts | None) -> None:
+        self._sync()
         if self.our_state is not old[self.our_role is SERVER]:
             self._writer = self._io_object(self.our_role, event, facts, WRITERS)
         if self.their_state is not old[self.their_role is SERVER]:
@@ -319,18 +322,32 @@ class LLHTTPConnection:
             if self._keep_alive:
                 return response, facts  # h11 would rebuild the same response
         else:
-            headers = set_comma_header(headers, b"content-length", [])
+            headers = _replaced(headers, b"content-length", [])
             if self.their_http_version is None or self.their_http_version < b"1.1":
-                headers = set_comma_header(headers, b"transfer-encoding", [])
+                headers = _replaced(headers, b"transfer-encoding", [])
                 if self._request_method != b"HEAD":
                     need_close = True
             else:
-                headers = set_comma_header(headers, b"transfer-encoding", [b"chunked"])
+                headers = _replaced(headers, b"transfer-encoding", [b"chunked"])
         if not self._keep_alive or need_close:
             connection = set(connection_tokens(headers))
             connection.discard(b"keep-alive")
             connection.add(b"close")
-            headers = set_comma_header(headers, b"connection", sorted(connection))
+            headers = _replaced(headers, b"connection", sorted(connection))
         return Response(headers=headers, status_code=response.status_code,
                         http_version=response.http_version, reason=response.reason), None
 
+
+
+def _replaced(headers: Headers, name: bytes, values: list[bytes]) -> Headers:
+    """h11's `set_comma_header`, without validating again the fields that stay.
+
+    h11 rebuilds the whole list through `normalize_and_validate`; the fields kept were
+    validated when their event was made (or parsed), so only the new ones are checked,
+    by h11's own function.
+    """
+    kept = [item for item in headers._full_items if item[1] != name]
+    if not values:
+        return Headers(kept)
+    added = set_comma_header(Headers([]), name, values)._full_items
+    return Headers(kept + added)
