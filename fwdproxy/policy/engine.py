@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -233,7 +233,9 @@ class Policy:
             return Verdict(False, chosen.source,
                            f"policy {chosen.name} allows only listed categories", None, None,
                            final, found, name)
-        return replace(ALLOWED, final=final, matches=found, policy=name)
+        if final and not found and name is None:
+            return ALLOWED  # the common answer, shared (a Verdict is immutable)
+        return Verdict(True, ALLOWED.source, ALLOWED.reason, final=final, matches=found, policy=name)
 
     def needs_local_check(self, address: IPAddress, port: int) -> bool:
         """Must the edge find out whether `address` belongs to this machine?"""

@@ -40,6 +40,11 @@ _FRAMING = (b"content-length", b"transfer-encoding")
 # chunk-size, then extensions as h11 takes them (";" and anything but controls), then
 # optional whitespace (h11 allows it before the CRLF; RFC 9112 §7.1.1).
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?[ \t]*")
+# A header line that the loop in `check_request_head` has something to say about: a
+# continuation line, or a framing header (also spelt with "_"). Heads without one, most of
+# them, skip the loop.
+_SUSPECT_LINE = re.compile(rb"\r\n(?:[ \t]|(?i:content[-_]length|transfer[-_]encoding):)")
+
 # Fields that frame or route a message may not come in a trailer section (RFC 9110
 # §6.5.1): an origin that merged them into the head would frame or route differently.
 _TRAILER_REFUSED = frozenset({b"content-length", b"transfer-encoding", b"host"})
@@ -51,6 +56,9 @@ class Framing:
 
     content_length: int | None = None  # None: no Content-Length header
     chunked: bool = False
+
+
+_NO_BODY = Framing()  # a head with neither Content-Length nor Transfer-Encoding
 
 
 def length_fits(value: bytes) -> bool:
@@ -84,6 +92,8 @@ def check_request_head(head: bytes, *, max_body: int | None = None) -> Framing:
         raise BadRequest("bare LF line ending in the request head (lines must end in CRLF)")
     if b"\r" in body:
         raise BadRequest("bare CR in the request head")
+    if _SUSPECT_LINE.search(head) is None:
+        return _NO_BODY
     lines = head.split(b"\r\n")
     content_length: bytes | None = None
     transfer_encoding: bytes | None = None

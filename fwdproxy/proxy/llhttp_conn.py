@@ -177,7 +177,7 @@ class LLHTTPConnection:
             return
         old = (self._client, self._server)
         if facts is None and (kind is Request or kind is Response):
-            facts = last_facts[1] if last_facts[0] is event else Facts(event.headers)
+            facts = last_facts[1] if last_facts[0] is event else Facts.of(event.headers)
         if role is CLIENT and kind is Request:
             assert facts is not None
             if event.method == b"CONNECT":
@@ -224,7 +224,7 @@ class LLHTTPConnection:
         state = self._state(role)
         if state is SEND_BODY:
             if facts is None:
-                facts = Facts(event.headers)
+                facts = Facts.of(event.headers)
             framing, args = _body_framing(self._request_method, event, facts)
             return io_dict[SEND_BODY][framing](*args)
         return io_dict.get((role, state))
@@ -314,7 +314,7 @@ class LLHTTPConnection:
 
     def _clean_up_response_headers_for_sending(self, response: Any) -> tuple[Any, Facts | None]:
         headers = response.headers
-        facts = Facts(headers)
+        facts = Facts.of(headers)
         method = self._request_method
         framing, _ = _body_framing(b"GET" if method == b"HEAD" else method, response, facts)
         need_close = False

@@ -27,34 +27,57 @@ from h11._readers import READERS, maybe_read_from_IDLE_client, maybe_read_from_S
 from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 from h11._util import LocalProtocolError
 
-__all__ = ["HEAD_READERS", "Facts", "connection_tokens", "last_facts", "read_request", "read_response"]
+__all__ = [
+    "H11_HEADER_LINE", "HEAD_READERS", "PLAIN_HEADER_LINE", "Facts", "connection_tokens",
+    "last_facts", "read_request", "read_response",
+]
 
 CLIENT, SERVER, IDLE = h11.CLIENT, h11.SERVER, h11.IDLE
 Request, Response, InformationalResponse = h11.Request, h11.Response, h11.InformationalResponse
 
 # A plain head: h11's grammar for the first line and for each header line, CRLF only.
-_HEADER_LINES = rb"(?:" + header_field.encode() + rb"\r\n)*\r\n"
+# h11's header_field is `token ":" OWS [field-content] OWS`, where field-content runs from
+# a visible byte (or obs-text) to a visible byte over spaces and tabs: the same set of
+# lines as `token ":"` followed by any run of bytes other than NUL, CR, LF, VT and FF
+# (h11's `[^\x00\s]` with space and tab added back), which a regex matches without
+# backtracking or groups; tests/proxy/test_llhttp_heads.py checks the two agree.
+_HEADER_LINE = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]++:[^\x00\r\n\x0b\x0c]*+\r\n"
+_HEADER_LINES = rb"(?:" + _HEADER_LINE + rb")*+\r\n"
 _PLAIN_REQUEST = re.compile(request_line.encode() + rb"\r\n" + _HEADER_LINES)
 _PLAIN_RESPONSE = re.compile(status_line.encode() + rb"\r\n" + _HEADER_LINES)
+# h11's own line grammar, for that test.
+H11_HEADER_LINE = re.compile(header_field.encode() + rb"\r\n")
+PLAIN_HEADER_LINE = re.compile(_HEADER_LINE)
 _OWS = b" \t"
 
 
-class _Collector:
-    """httptools callbacks: the header pairs of one head."""
+# The fields that h11 looks at once a head is parsed: framing, keep-alive, switching,
+# 100-continue, and Host (counted).
+_NOTED = frozenset({b"host", b"connection", b"upgrade", b"expect", b"transfer-encoding",
+                    b"content-length"})
 
-    __slots__ = ("pairs",)
+
+class _Collector:
+    """httptools callbacks: the fields of one head as h11 keeps them (raw name, lower-case
+    name, value without trailing whitespace), and apart the ones h11 looks at."""
+
+    __slots__ = ("items", "noted")
 
     def __init__(self) -> None:
-        self.pairs: list[tuple[bytes, bytes]] = []
+        self.items: list[tuple[bytes, bytes, bytes]] = []
+        self.noted: list[tuple[bytes, bytes, bytes]] = []
 
-    def on_header(self, name: bytes, value: bytes) -> None:
+    def on_header(self, raw: bytes, value: bytes) -> None:
         if value[-1:] in (b" ", b"\t"):
             value = value.rstrip(_OWS)
-        self.pairs.append((name, value))
+        item = (raw, raw.lower(), value)
+        self.items.append(item)
+        if item[1] in _NOTED:
+            self.noted.append(item)
 
 
-def _plain_pairs(parser_class: Any, head: bytes) -> list[tuple[bytes, bytes]] | None:
-    """The header pairs of a plain head as llhttp reads them; None if it refuses or reads a
+def _plain_fields(parser_class: Any, head: bytes) -> _Collector | None:
+    """The fields of a plain head as llhttp reads them; None if it refuses or reads a
     different number of header lines than the head has (then h11 decides)."""
     collector = _Collector()
     try:
@@ -63,21 +86,26 @@ def _plain_pairs(parser_class: Any, head: bytes) -> list[tuple[bytes, bytes]] | 
         pass  # an Upgrade or CONNECT head: llhttp stops after it, as wanted
     except httptools.HttpParserError:
         return None
-    if len(collector.pairs) != head.count(b"\n") - 2:
+    if len(collector.items) != head.count(b"\n") - 2:
         return None
-    return collector.pairs
+    return collector
 
 
 class Facts:
-    """What h11 asks of a head's headers, found in one pass (as `get_comma_header` would)."""
+    """What h11 asks of a head's headers, found in one pass (as `get_comma_header` would).
+
+    Args:
+        items: the fields as h11's Headers keeps them, (raw name, name, value); only the
+            ones named in `_NOTED` matter.
+    """
 
     __slots__ = ("close", "content_length", "expect_continue", "transfer_encoding", "upgrade")
 
-    def __init__(self, headers: Headers) -> None:
+    def __init__(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
         self.close = self.upgrade = self.expect_continue = False
         self.transfer_encoding: list[bytes] = []
         self.content_length: list[bytes] = []
-        for _, name, value in headers._full_items:
+        for _, name, value in items:
             if name == b"connection":
                 self.close = self.close or b"close" in _tokens(value)
             elif name == b"upgrade":
@@ -89,11 +117,15 @@ class Facts:
             elif name == b"content-length":
                 self.content_length += _tokens(value)
 
+    @classmethod
+    def of(cls, headers: Headers) -> Facts:
+        return cls(headers._full_items)
+
 
 def _plain_head(buf: ReceiveBuffer, plain: re.Pattern[bytes],
-                parser_class: Any) -> tuple[re.Match[bytes], list[tuple[bytes, bytes]]] | None:
-    """A complete plain head at the start of `buf`, matched and split into header pairs,
-    and taken from the buffer; None (buffer untouched) if there is none."""
+                parser_class: Any) -> tuple[re.Match[bytes], _Collector] | None:
+    """A complete plain head at the start of `buf`, matched and split into fields, and
+    taken from the buffer; None (buffer untouched) if there is none."""
     data = buf._data
     end = blank_line_regex.search(data, buf._multiple_lines_search)
     if end is None:
@@ -102,23 +134,21 @@ def _plain_head(buf: ReceiveBuffer, plain: re.Pattern[bytes],
     match = plain.fullmatch(head)
     if match is None:
         return None
-    pairs = _plain_pairs(parser_class, head)
-    if pairs is None:
+    fields = _plain_fields(parser_class, head)
+    if fields is None:
         return None
     buf._extract(len(head))
-    return match, pairs
+    return match, fields
 
 
-def _headers(pairs: list[tuple[bytes, bytes]]) -> tuple[Headers, Facts, int]:
-    """The parsed pairs as h11's `normalize_and_validate(_parsed=True)` keeps them, the
-    facts h11 asks of them, and the number of Host fields. One pass, unless a framing
-    header is not in its one plain form (then h11's own function decides)."""
-    items: list[tuple[bytes, bytes, bytes]] = []
+def _headers(fields: _Collector) -> tuple[Headers, Facts, int]:
+    """The fields as h11's `normalize_and_validate(_parsed=True)` keeps them, the facts h11
+    asks of them, and the number of Host fields. The fields are kept as they are unless a
+    framing header is not in its one plain form (then h11's own function decides)."""
     hosts = 0
     plain = True
     length = chunked = False
-    for raw, value in pairs:
-        name = raw.lower()
+    for _, name, value in fields.noted:
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
@@ -128,16 +158,31 @@ def _headers(pairs: list[tuple[bytes, bytes]]) -> tuple[Headers, Facts, int]:
         elif name == b"transfer-encoding":
             plain = plain and not chunked and value == b"chunked"
             chunked = True
-        items.append((raw, name, value))
-    headers = Headers(items) if plain else normalize_and_validate(pairs, _parsed=True)
-    return headers, Facts(headers), hosts
+    if plain:
+        return Headers(fields.items), Facts(fields.noted), hosts
+    headers = normalize_and_validate([(raw, value) for raw, _, value in fields.items], _parsed=True)
+    return headers, Facts.of(headers), hosts
 
 
-def _new(cls: Any, **fields: Any) -> Any:
-    """An h11 event with these fields, without h11's checks (made before the call)."""
+# h11 events made without h11's checks (made before the call, as h11's own would be).
+_set = object.__setattr__
+
+
+def _new_request(method: bytes, headers: Headers, target: bytes, version: bytes) -> Any:
+    event = object.__new__(Request)
+    _set(event, "method", method)
+    _set(event, "headers", headers)
+    _set(event, "target", target)
+    _set(event, "http_version", version)
+    return event
+
+
+def _new_response(cls: Any, headers: Headers, version: bytes, reason: bytes, status: int) -> Any:
     event = object.__new__(cls)
-    for name, value in fields.items():
-        object.__setattr__(event, name, value)
+    _set(event, "headers", headers)
+    _set(event, "http_version", version)
+    _set(event, "reason", reason)
+    _set(event, "status_code", status)
     return event
 
 
@@ -151,15 +196,15 @@ def read_request(buf: ReceiveBuffer) -> h11.Request | None:
     found = _plain_head(buf, _PLAIN_REQUEST, httptools.HttpRequestParser)
     if found is None:
         return maybe_read_from_IDLE_client(buf)
-    match, pairs = found
-    headers, facts, hosts = _headers(pairs)
+    match, fields = found
+    headers, facts, hosts = _headers(fields)
     method, target, version = match.group("method", "target", "http_version")
     # Request.__init__'s checks: method and target already matched h11's grammar above.
     if version == b"1.1" and hosts == 0:
         raise LocalProtocolError("Missing mandatory Host: header")
     if hosts > 1:
         raise LocalProtocolError("Found multiple Host: headers")
-    event = _new(Request, method=method, headers=headers, target=target, http_version=version)
+    event = _new_request(method, headers, target, version)
     last_facts[:] = event, facts
     return event  # type: ignore[no-any-return]
 
@@ -169,15 +214,15 @@ def read_response(buf: ReceiveBuffer) -> h11.InformationalResponse | h11.Respons
     found = _plain_head(buf, _PLAIN_RESPONSE, httptools.HttpResponseParser)
     if found is None:
         return maybe_read_from_SEND_RESPONSE_server(buf)
-    match, pairs = found
-    headers, facts, _ = _headers(pairs)
+    match, fields = found
+    headers, facts, _ = _headers(fields)
     version, status, reason = match.group("http_version", "status_code", "reason")
     code = int(status)
     if code < 100:  # h11's InformationalResponse refuses it, with its message
         return InformationalResponse(headers=headers, status_code=code, reason=reason or b"",
                                      http_version=version, _parsed=True)
-    event = _new(InformationalResponse if code < 200 else Response, headers=headers,
-                 http_version=version, reason=reason or b"", status_code=code)
+    event = _new_response(InformationalResponse if code < 200 else Response, headers, version,
+                          reason or b"", code)
     last_facts[:] = event, facts
     return event  # type: ignore[no-any-return]
 

@@ -288,3 +288,38 @@ def test_accepts_nothing_that_h11_refuses(parts, end, tail, step):
     assert scan(body[:consumed]).done
     if consumed > 0:
         assert not scan(body[:consumed - 1]).done
+
+
+# -- the shortcut for heads without framing headers ------------------------------------------
+
+_LINE_PARTS = st.sampled_from([
+    b"Host: a", b"Content-Length: 5", b"content-length: 0", b"Transfer-Encoding: chunked",
+    b"transfer_encoding: chunked", b"Content_Length: 1", b"X-Content-Length: 9", b" folded",
+    b"\tfolded", b"Content-Length : 5", b"Accept: */*", b"User-Agent: curl/8", b"X:",
+    b"TRANSFER-ENCODING: gzip", b"Content-Length: 1,1",
+])
+
+
+@given(st.sampled_from([b"GET / HTTP/1.1", b"CONNECT a:443 HTTP/1.1", b"POST / HTTP/1.0"]),
+       st.lists(_LINE_PARTS, max_size=5))
+def test_the_shortcut_answers_as_the_full_check(request_line, lines):
+    """Heads that skip the per-line loop get what the loop would have said."""
+    import re
+
+    from fwdproxy.proxy import framing
+
+    head = b"\r\n".join([request_line, *lines]) + b"\r\n\r\n"
+
+    def outcome():
+        try:
+            return check_request_head(head)
+        except BadRequest as exc:
+            return type(exc), str(exc)
+
+    fast = outcome()
+    saved = framing._SUSPECT_LINE
+    framing._SUSPECT_LINE = re.compile(b"")  # matches everywhere: always the full loop
+    try:
+        assert outcome() == fast
+    finally:
+        framing._SUSPECT_LINE = saved
