@@ -95,9 +95,24 @@ def check_request_head(head: bytes, *, max_body: int | None = None) -> Framing:
     if _SUSPECT_LINE.search(head) is None:
         return _NO_BODY
     lines = head.split(b"\r\n")
+    content_length, transfer_encoding = _framing_fields(lines[1:])
+    if content_length is not None and transfer_encoding is not None:
+        raise BadRequest("both Content-Length and Transfer-Encoding: the body length is ambiguous")
+    length = _content_length(content_length, max_body)
+    if lines[0].startswith(b"CONNECT ") and (transfer_encoding is not None or length):
+        # RFC 9110 §9.3.6: a CONNECT request has no content, and every byte after its head
+        # belongs to the tunnel; taking some of them as a body would eat them.
+        raise BadRequest("a CONNECT request has no body: Content-Length and Transfer-Encoding "
+                         "are refused on CONNECT (RFC 9110 §9.3.6)")
+    return Framing(content_length=length, chunked=transfer_encoding is not None)
+
+
+def _framing_fields(lines: list[bytes]) -> tuple[bytes | None, bytes | None]:
+    """The Content-Length and Transfer-Encoding values of these header lines, refusing
+    obs-fold, look-alike names and repeated or ambiguous framing headers."""
     content_length: bytes | None = None
     transfer_encoding: bytes | None = None
-    for line in lines[1:]:
+    for line in lines:
         if not line:
             continue
         if line[:1] in (b" ", b"\t"):
@@ -120,15 +135,7 @@ def check_request_head(head: bytes, *, max_body: int | None = None) -> Framing:
                     "Transfer-Encoding other than exactly 'chunked' is not accepted: "
                     + repr(value.strip(b" \t").decode("latin-1"))[:80]
                 )
-    if content_length is not None and transfer_encoding is not None:
-        raise BadRequest("both Content-Length and Transfer-Encoding: the body length is ambiguous")
-    length = _content_length(content_length, max_body)
-    if lines[0].startswith(b"CONNECT ") and (transfer_encoding is not None or length):
-        # RFC 9110 §9.3.6: a CONNECT request has no content, and every byte after its head
-        # belongs to the tunnel; taking some of them as a body would eat them.
-        raise BadRequest("a CONNECT request has no body: Content-Length and Transfer-Encoding "
-                         "are refused on CONNECT (RFC 9110 §9.3.6)")
-    return Framing(content_length=length, chunked=transfer_encoding is not None)
+    return content_length, transfer_encoding
 
 
 def _content_length(value: bytes | None, max_body: int | None) -> int | None:
