@@ -22,8 +22,8 @@ from .machine import checkout, cpu_busy, machine, tool_version
 from .origin import _origin_main, correctness_guard, start_origin
 from .peers import CEILINGS, PEERS, Target, h11_cost, start_fwdproxy, start_peer, start_reference
 from .processes import ROOT, Processes, log, tree_rss_kib
-from .report import report, write_json
-from .workloads import WORKLOADS, Bench
+from .report import PROFILED_NAME, report, write_json
+from .workloads import PROFILED, WORKLOADS, Bench
 
 # scripts/bench --help prints this (it was bench.py's docstring).
 DESCRIPTION = """Benchmark of fwdproxy against a direct connection and, with --peers, other proxies.
@@ -67,14 +67,51 @@ then round 2 ..., so that drift of the machine hits all targets alike):
      without it (interleaved), asking for the origin by a host name (W5_HOST, mapped to
      127.0.0.1 by the proxies' `hosts:`) so that every request is looked up in the list
      (an address literal is matched against address rules only);
-  W6 memory flat: one long W1 run while the proxy's resident memory is sampled.
+  W6 HTTPS as offices use it: per iteration a NEW connection to the proxy, `CONNECT
+     127.0.0.1:T`, a full TLS handshake with the origin through the tunnel (certificate
+     checked; no session is offered back, so none is resumed, as a new browser connection
+     mostly does), one GET /1k, the whole response read, close; direct: the same client
+     straight to port T (no CONNECT). 20 clients (threads with blocking ssl sockets) in 4
+     processes on the load core; W2's rounds: connections/s, p50/p99 of the set-up (TCP
+     connect + CONNECT + handshake) and of the whole iteration, the clients' CPU and how
+     busy the load core and the proxies' core were (a load core near 100% busy means the
+     clients and the origin, not the proxy, set the pace). The --ceilings forwarders have
+     no CONNECT and are skipped;
+  W7 memory flat: one long W1 run while the proxy's resident memory is sampled.
+With --profile W1,W2,W6 (any of them): a profiling run of those workloads through fwdproxy
+only: direct, fwdproxy, and a second fwdproxy started under a small sampling profiler
+(scripts/benchlib/profiler.py: setitimer(ITIMER_PROF) every 1 ms of CPU, a SIGPROF handler
+that walks the interrupted stack; stdlib only), interleaved as usual. Around every measured
+round the profiler's counts and the process's CPU (getrusage, user + system) are read, and
+the report gets a cost budget per workload: µs of CPU per request by stage, which add up
+to the profiled process's CPU divided by the requests served (the sampled total, samples x
+1 ms, is shown beside it as a check; the plain fwdproxy's CPU per request from /proc, in the
+same rounds, shows what the profiler itself costs). A sample goes to the stage of the
+innermost fwdproxy frame that has one (the parser, trio and the stdlib below count for
+their fwdproxy caller):
+  accept: server.py, connection.handle (with closing the client socket),
+     ClientConnection.__init__; client head: the client-side H11Stream (role h11.SERVER:
+     reads, parsing, the strict head check), the request loop; policy: policy/*, auth,
+     proxy/target, ClientConnection._dispatch/_facts/_address_verdict_denial,
+     LocalAddresses, ownpages.names_us; pool/connect: proxy/upstream, parent,
+     resolver.resolve, ClientConnection._open/_forward/_tunnel, closing origin sockets;
+     origin head: forward.forward (the request head), the origin-side H11Stream (role
+     h11.CLIENT) until the response head is in; body relay: the origin side after the
+     head, forward._ResponseRelay with Data/EndOfMessage, request-body pumping,
+     proxy/tunnel; response head: _ResponseRelay with a Response (the client's headers)
+     and each client write that starts with a status line (a small response's head,
+     body and end go out in that one write: it counts here); log: accesslog, logwriter,
+     ServerContext.finish; statistics: stats, sharedstats; trio scheduling: no fwdproxy
+     frame, in trio's run loop; other: error and own pages, config, anything else;
+     profiler: its handler's own time and trio's wake-ups for its signals.
+--profile cannot be combined with --only, --peers, --ceilings or --workers.
 With --workers 1,2: W1 through fwdproxy --workers N for each N (the proxy pinned to the
 cores left after the load core when there are more cores than N, else on all cores).
 The report is a markdown table (ratios to the direct connection), PASS/FAIL lines for the
 issue's targets, and JSON with the machine, the versions and every raw round figure.
-Defaults: W1 (and W5's comparison, the sweep) 5 rounds of 10 s, W2 and W3 3 rounds (W2
-10 s), 256 MiB, 1,000 tunnels, 1,000,000 domains, 60 s for W6; every wrk target gets an
-unrecorded 1 s warm-up first. A full run with three peers takes about 12 minutes, and
+Defaults: W1 (and W5's comparison, the sweep) 5 rounds of 10 s, W2, W3 and W6 3 rounds (W2
+and W6 10 s), 256 MiB, 1,000 tunnels, 1,000,000 domains, 60 s for W7; every wrk and W6 target
+gets an unrecorded 1 s warm-up first. A full run with three peers takes about 12 minutes, and
 --quick about 3. The share of CPU that other work used before and after the run is
 measured and reported: figures taken on a busy machine are noted as such.
 """
@@ -85,15 +122,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="short run: 3 rounds of 3 s, 64 MiB, 200 tunnels, 100,000 domains, 10 s soak")
-    parser.add_argument("--only", metavar="W1,W3", help="workloads to run (W1..W6; default all)")
+    parser.add_argument("--only", metavar="W1,W3", help="workloads to run (W1..W7; default all)")
+    parser.add_argument("--profile", metavar="W1,W6", default="",
+                        help="a profiling run of these workloads (W1, W2, W6) through fwdproxy only, "
+                        "one fwdproxy under a sampling profiler: prints the cost budget, µs of CPU "
+                        "per request by stage (see above)")
     parser.add_argument("--peers", action="store_true",
                         help="also measure tinyproxy, squid and privoxy, and mitmproxy, proxy.py "
                         "and pproxy when on PATH")
     parser.add_argument("--workers", metavar="1,2", default="",
                         help="worker counts for a W1 sweep through fwdproxy --workers N (default: none)")
     parser.add_argument("--rounds", type=int, help="rounds for W1 and W5 (default 5, quick 3); "
-                        "W2 and W3 use at most 3")
-    parser.add_argument("--seconds", type=int, help="length of a W1/W2 round (default 10, quick 3)")
+                        "W2, W3 and W6 use at most 3")
+    parser.add_argument("--seconds", type=int, help="length of a W1/W2/W6 round (default 10, quick 3)")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="where to write the figures (default: bench.json in a new temporary folder)")
     parser.add_argument("--ceilings", action="store_true",
@@ -103,11 +144,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--builtin-origin", action="store_true", help="use the built-in origin even "
                         "when nginx is installed")
     args = parser.parse_args(argv)
+    only_given = args.only is not None
     only = [w.strip().upper() for w in (args.only or ",".join(WORKLOADS)).split(",") if w.strip()]
     unknown = [w for w in only if w not in WORKLOADS]
     if unknown:
         parser.error(f"--only: unknown workload {unknown[0]} (known: {', '.join(WORKLOADS)})")
     args.only = only
+    profile = [w.strip().upper() for w in args.profile.split(",") if w.strip()]
+    if any(w not in PROFILED for w in profile):
+        parser.error(f"--profile: {next(w for w in profile if w not in PROFILED)} cannot be profiled "
+                     f"(known: {', '.join(PROFILED)})")
+    if profile:
+        clash = [flag for flag, used in (("--only", only_given), ("--peers", args.peers),
+                                         ("--ceilings", args.ceilings),
+                                         ("--workers", bool(args.workers.strip()))) if used]
+        if clash:
+            parser.error(f"--profile runs fwdproxy alone: it cannot be combined with {clash[0]}")
+        args.only = [w for w in WORKLOADS if w in profile]
+    args.profile = profile
     try:
         args.workers = [int(n) for n in args.workers.split(",") if n.strip()]
     except ValueError:
@@ -185,7 +239,7 @@ def skip_missing_tools(bench: Bench) -> list[str]:
     """Note the workloads that cannot run without wrk or curl; the ones left to run."""
     args = bench.args
     if bench.wrk is None:
-        for workload in ("W1", "W2", "W6"):
+        for workload in ("W1", "W2", "W7"):
             bench.skipped[workload] = "wrk is not installed (apt-get install wrk)"
         if "W5" in args.only:
             bench.notes.append("W5: throughput with the list skipped: wrk is not installed")
@@ -209,6 +263,12 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> tuple[Target, list[Targ
     if not fwd.running:
         raise SystemExit(f"fwdproxy did not start: {fwd.status}")
     bench.targets = [Target("direct", "direct"), fwd]
+    if args.profile:
+        profiled = start_fwdproxy(procs, work, "fwdproxy-profiled", work / "empty", bench.proxy_cpu,
+                                  profile=work / "profile.json")
+        profiled.name = PROFILED_NAME
+        log(f"{profiled.name}: {profiled.status}")
+        bench.targets.append(profiled)
     if args.peers:
         for name in PEERS:
             peer = start_peer(procs, work, name, bench.origin, bench.proxy_cpu)
@@ -252,15 +312,20 @@ def run_workloads(bench: Bench, fwd: Target, references: list[Target], wanted: l
             procs.stop(reference.proc)
     if "W3" in wanted:
         bench.w3(running)
-    # Peers are done: stop them so they cost nothing during W5, W6 and the sweep.
+    if "W6" in wanted:
+        bench.w6(running)
+        if references:
+            bench.notes.append(f"W6: {' and '.join(r.name for r in references)} skipped: they forward "
+                               "plain GETs to one origin and have no CONNECT")
+    # Peers are done: stop them so they cost nothing during W5, W7 and the sweep.
     for target in proxies:
         if target.kind == "peer" and target.proc is not None:
             target.results["rss_end_kib"] = tree_rss_kib(target.proc.pid) if target.proc.alive() else None
             procs.stop(target.proc)
     if "W5" in wanted:
         bench.w5(fwd)
-    if "W6" in wanted:
-        bench.w6(fwd)
+    if "W7" in wanted:
+        bench.w7(fwd)
     if args.workers and "workers sweep" not in bench.skipped:
         bench.workers_sweep(fwd)
     fwd.results["rss_end_kib"] = tree_rss_kib(fwd.proc.pid) if fwd.proc and fwd.proc.alive() else None

@@ -4,16 +4,20 @@ interleaved rounds over the targets, parsed, and summed up as medians."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import signal
 import statistics
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from .origin import Origin
 from .peers import Target
-from .processes import Processes, clean_env, log, pinned, which
+from .processes import Processes, clean_env, cpu_seconds, log, pinned, which
+from .profiler import add, budget, difference
 
 
 def median(values: list[float]) -> float | None:
@@ -66,6 +70,46 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return figures
 
 
+def profile_snapshot(pid: int, path: Path, timeout: float = 10.0) -> dict[str, Any]:
+    """Ask the profiler in `pid` for its counts so far (SIGUSR2) and read them from `path`."""
+    def read() -> dict[str, Any] | None:
+        try:
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    previous = read()
+    seen = previous["snapshot"] if previous else 0
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = read()
+        if data is not None and data["snapshot"] > seen:
+            return data
+        time.sleep(0.01)
+    raise RuntimeError(f"the profiler in pid {pid} wrote no counts to {path} within {timeout:g} s")
+
+
+def summarize_cpu(summary: dict[str, Any], rounds: list[dict[str, Any]], served: str) -> None:
+    """--profile: the proxy's CPU per request over `rounds` (and the profiler's budget)."""
+    measured = [r for r in rounds if "proxy_cpu_s" in r and r.get(served)]
+    if not measured:
+        return
+    count = sum(int(r[served]) for r in measured)
+    for r in measured:
+        r["proxy_cpu_us_per_request"] = round(r["proxy_cpu_s"] * 1e6 / int(r[served]), 1)
+    summary["proxy_cpu_s"] = round(sum(r["proxy_cpu_s"] for r in measured), 3)
+    # the median of the rounds, as for the other figures (the budget below pools them)
+    summary["proxy_cpu_us_per_request"] = median([r["proxy_cpu_us_per_request"] for r in measured])
+    summary["requests_measured"] = count
+    counts = None
+    for r in measured:
+        if "profile" in r:
+            counts = add(counts, r["profile"])
+    if counts is not None:
+        summary["budget"] = budget(counts, count)
+
+
 class Measurer:
     """The settings of a run, its cores and load generators, and the wrk and curl rounds
     that the workloads (workloads.Bench) are made of."""
@@ -94,6 +138,31 @@ class Measurer:
             return "no pinning (fewer than 2 cores)"
         return (f"proxies on core {self.proxy_cpu}; origin, wrk, curl and the W4 client on core "
                 f"{self.load_cpu} (taskset)")
+
+    # --profile: the proxy's CPU, and the profiler's counts, around each measured round ----
+
+    def cpu_mark(self, target: Target) -> dict[str, Any] | None:
+        """Before a measured round (--profile, fwdproxy only): its CPU so far, and the counts."""
+        if not self.args.profile or target.kind != "fwdproxy" or target.proc is None:
+            return None
+        mark: dict[str, Any] = {"cpu_s": cpu_seconds(target.proc.pid)}
+        if target.profile is not None:
+            mark["profile"] = profile_snapshot(target.proc.pid, target.profile)
+        return mark
+
+    def cpu_note(self, target: Target, mark: dict[str, Any] | None, figures: dict[str, Any]) -> None:
+        """After the round: the CPU it cost the proxy (/proc), and the profiler's counts for it."""
+        if mark is None or target.proc is None or not target.proc.alive():
+            return
+        time.sleep(0.3)  # the proxy closes the round's last connections
+        cpu = cpu_seconds(target.proc.pid)
+        if cpu is not None and mark["cpu_s"] is not None:
+            figures["proxy_cpu_s"] = figures["proxy_cpu_proc_s"] = round(cpu - mark["cpu_s"], 3)
+        if target.profile is not None:
+            after = profile_snapshot(target.proc.pid, target.profile)
+            figures["profile"] = difference(mark["profile"], after)
+            # getrusage, read inside the process, is finer than /proc's clock ticks (10 ms)
+            figures["proxy_cpu_s"] = round(figures["profile"]["cpu_s"], 4)
 
     # W1/W2 (and W5, the sweep): wrk -----------------------------------------------------
 
@@ -140,8 +209,10 @@ class Measurer:
             for target in targets:
                 if not target.running:
                     continue
+                mark = self.cpu_mark(target)
                 figures = self.wrk_round(target, connections=connections, seconds=seconds, close=close,
                                          host=host)
+                self.cpu_note(target, mark, figures)
                 target.results[key]["rounds"].append(figures)
                 shown = f"{figures['rps']:,.0f} req/s" if "rps" in figures else ""
                 log(f"{key} round {number}/{rounds}: {target.name}: {shown} {figures.get('error', '')}")
@@ -157,6 +228,7 @@ class Measurer:
             requests = sum(r.get("requests", 0) for r in good)
             socket_errors = sum(sum(r.get("socket_errors", {}).values()) for r in good)
             summary["socket_errors"], summary["requests"] = socket_errors, requests
+            summarize_cpu(summary, good, "requests")
             if close and good:
                 responses = sum(r.get("responses", 0) for r in good)
                 closes = sum(r.get("closes", 0) for r in good)

@@ -44,6 +44,7 @@ class Target:
     guard: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     config: str = ""
+    profile: Path | None = None  # --profile: where its sampling profiler writes (profiler.py)
 
     @property
     def running(self) -> bool:
@@ -74,15 +75,18 @@ def fwdproxy_config(folder: Path, rules: Path, name: str) -> Path:
 
 
 def start_fwdproxy(procs: Processes, work: Path, name: str, rules: Path, cpu: str | None,
-                   workers: int | None = None) -> Target:
-    """fwdproxy from this checkout; the Target says "failed ..." with its stderr if it did not start."""
+                   workers: int | None = None, profile: Path | None = None) -> Target:
+    """fwdproxy from this checkout; the Target says "failed ..." with its stderr if it did not start.
+    With `profile`, under the sampling profiler (profiler.py), which writes its counts there."""
     config = fwdproxy_config(work, rules, name)
     command = [sys.executable, "-m", "fwdproxy", "--config", str(config)]
+    if profile is not None:
+        command[1:3] = [str(ROOT / "scripts" / "benchlib" / "profiler.py"), "--out", str(profile), "--"]
     if workers is not None:
         command += ["--workers", str(workers)]
     from fwdproxy import __version__
 
-    target = Target(name, "fwdproxy", version=__version__, config=config.read_text())
+    target = Target(name, "fwdproxy", version=__version__, config=config.read_text(), profile=profile)
     proc = procs.start(name, pinned(cpu, command), work / f"{name}-stderr.log", cwd=ROOT, watch_stderr=True)
     target.proc = proc
     if not proc.wait_listening(START_TIMEOUT) or proc.listen_match is None:

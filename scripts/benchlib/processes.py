@@ -98,6 +98,36 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc (clock ticks); None when gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def core_times(cpu: str | None) -> tuple[int, int] | None:
+    """(all, idle + iowait) jiffies of one core from /proc/stat (None: no such core)."""
+    if cpu is None:
+        return None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith(f"cpu{cpu} "):
+                values = [int(v) for v in line.split()[1:9]]
+                return sum(values), values[3] + values[4]
+    return None
+
+
+def core_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share (0..1) of a core's time spent busy between two `core_times`."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round(1 - (after[1] - before[1]) / (after[0] - before[0]), 3)
+
+
 def _identity(pid: int) -> str | None:
     """The start time of `pid` (to tell it from a later process given the same pid)."""
     fields = _stat_fields(pid)

@@ -12,9 +12,12 @@ from typing import Any
 
 from .measurement import median
 from .peers import CEILINGS, PYTHON_PEERS, Target
-from .workloads import WORKLOADS, Bench
+from .profiler import budget_table
+from .workloads import W6_CLIENTS, W6_PROCESSES, WORKLOADS, Bench
 
 ISSUE_SQUID_W1, ISSUE_PRIVOXY_W1, ISSUE_SQUID_W2 = 0.31, 0.49, 0.41
+PROFILED_NAME = "fwdproxy (profiled)"  # --profile: the fwdproxy under the sampling profiler
+SATURATED = 0.95  # a core this busy sets the pace
 
 
 def ratio(value: float | None, base: float | None) -> float | None:
@@ -89,6 +92,119 @@ def table(bench: Bench) -> str:
     return "\n".join(rows)
 
 
+def _pair(figures: dict[str, Any], name: str) -> str:
+    p50, p99 = figures.get(f"{name}_p50_ms"), figures.get(f"{name}_p99_ms")
+    return f"{p50:.2f} / {p99:.2f}" if p50 is not None and p99 is not None else "—"
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def w6_table(bench: Bench) -> str:
+    """W6: connections/s against direct, the set-up and total latencies, and the cores' load."""
+    direct_cps = bench.targets[0].results.get("W6", {}).get("cps")
+    rows = ["| W6 HTTPS, a new connection each | connections/s (×direct) | set-up p50 / p99 ms | "
+            "total p50 / p99 ms | TCP connect p50 / p99 ms | clients' CPU (cores) | load core busy | "
+            "proxies' core busy |", "|---|---|---|---|---|---|---|---|"]
+    for target in bench.targets:
+        if "W6" not in target.results:
+            if target.kind == "reference":
+                rows.append(f"| {target.name} | skipped: no CONNECT | | | | | | |")
+            continue
+        w6 = target.results["W6"]
+        if not target.running:
+            rows.append(f"| {target.name} | {target.status.splitlines()[0][:120]} | | | | | | |")
+            continue
+        name = target.name
+        if target.guard and not target.guard.get("ok"):
+            name += f" ⚠ {target.guard.get('verdict')}"
+        clients = w6.get("client_cpu_cores")
+        rows.append(f"| {name} | {cell(w6.get('cps'), direct_cps)} | {_pair(w6, 'setup')} | "
+                    f"{_pair(w6, 'total')} | {_pair(w6, 'connect')} | "
+                    f"{'—' if clients is None else format(clients, '.2f')} | "
+                    f"{_share(w6.get('load_core_busy'))} | "
+                    f"{_share(w6.get('proxy_core_busy')) if target.kind != 'direct' else '—'} |")
+    return "\n".join(rows)
+
+
+def w6_lines(bench: Bench) -> list[str]:
+    """What W6's table needs said: TLS, resumption, failures, which core set the pace."""
+    lines: list[str] = []
+    direct = bench.targets[0].results.get("W6", {})
+    ran = [t for t in bench.targets if "W6" in t.results]
+    tls = next((t.results["W6"]["tls"] for t in ran if t.results["W6"].get("tls")), "")
+    resumed = sum(t.results["W6"].get("resumed", 0) for t in ran)
+    lines.append(f"- W6: {W6_CLIENTS} clients in {W6_PROCESSES} processes on core {bench.load_cpu}, "
+                 f"{tls or 'TLS'}, a full handshake each time ({resumed} sessions resumed); set-up = TCP "
+                 "connect + CONNECT and its 200 + TLS handshake")
+    if (direct.get("load_core_busy") or 0) >= SATURATED:
+        lines.append(f"- W6 direct: the load core was {direct['load_core_busy']:.0%} busy (clients "
+                     f"{direct.get('client_cpu_cores') or 0:.2f} cores, the rest mostly nginx's TLS): "
+                     "the clients and the origin set direct's pace, and a proxy whose core is not "
+                     "saturated may show ×1 while it still has room")
+    for target in bench.targets:
+        w6 = target.results.get("W6")
+        if not w6 or target.kind == "direct" or not target.running:
+            continue
+        busy = w6.get("proxy_core_busy")
+        if busy is not None and busy < SATURATED and (w6.get("load_core_busy") or 0) >= SATURATED:
+            lines.append(f"- W6 {target.name}: its core was {busy:.0%} busy while the load core was "
+                         f"{w6['load_core_busy']:.0%}: the load side set the pace")
+        failed, done = w6.get("failed_connections", 0), w6.get("connections", 0)
+        if failed:
+            lines.append(f"- W6 {target.name}: {failed:,} failed connections for {done:,} completed: "
+                         + next((r.get("first_error", "") for r in w6["rounds"] if r.get("first_error")), ""))
+        for error in w6.get("errors", [])[:1]:
+            lines.append(f"- {target.name} W6: {len(w6['errors'])} failed round(s): {error[:200]}")
+    return lines
+
+
+def budget_sections(bench: Bench) -> list[str]:
+    """--profile: the cost budget of each profiled workload, with its checks."""
+    by_name = {t.name: t for t in bench.targets}
+    profiled, plain = by_name.get(PROFILED_NAME), by_name.get("fwdproxy")
+    lines: list[str] = []
+    if profiled is None:
+        return lines
+    units = {"W1": "request", "W2": "request (a new connection each)",
+             "W6": "connection (CONNECT, handshake, one GET)"}
+    for key in bench.args.profile:
+        summary = profiled.results.get(key, {})
+        figures = summary.get("budget")
+        unit = units[key].split(" ")[0]
+        lines.append("")
+        if not figures or figures.get("cpu_us_per_request") is None:
+            why = "; ".join(summary.get("errors", [])) or "no round"
+            lines.append(f"Cost budget {key}: no figures ({why})")
+            continue
+        rounds = len([r for r in summary["rounds"] if "profile" in r])
+        served, cpu_us = figures["requests"], figures["cpu_us_per_request"]
+        sampled = figures["sampled_us_per_request"]
+        lines += [f"Cost budget {key}: µs of fwdproxy's CPU per {units[key]}, by stage (the profiled "
+                  f"fwdproxy, {rounds} rounds, {served:,} served; rows spread the measured CPU by "
+                  "the samples' shares):", "", budget_table(figures), ""]
+        lines.append(f"- {key} measured: {figures['cpu_s']:.3f} s of CPU (user {figures['cpu_user_s']:.3f}, "
+                     f"system {figures['cpu_sys_s']:.3f}; getrusage in the process) / {served:,} = "
+                     f"{cpu_us:.1f} µs per {unit}; sampled {sampled:.1f} µs ({sampled / cpu_us:.0%} of it, "
+                     f"{figures['samples']:,} samples); the sample handler itself "
+                     f"{figures['handler_us_per_request']:.1f} µs")
+        proc = sum(r.get("proxy_cpu_proc_s", 0.0) for r in summary["rounds"] if "profile" in r)
+        lines.append(f"- {key} the same process's CPU from /proc (10 ms ticks): "
+                     f"{proc * 1e6 / served:.1f} µs per {unit}")
+        base = plain.results.get(key, {}) if plain is not None else {}
+        if base.get("proxy_cpu_us_per_request") and summary.get("proxy_cpu_us_per_request"):
+            mine, theirs = summary["proxy_cpu_us_per_request"], base["proxy_cpu_us_per_request"]
+            rate = "rps" if key != "W6" else "cps"
+            speed = ""
+            if base.get(rate) and summary.get(rate):
+                speed = f"; throughput ×{summary[rate] / base[rate]:.2f} of the plain fwdproxy's"
+            lines.append(f"- {key} fwdproxy without the profiler in the same rounds: {theirs:.1f} µs per "
+                         f"{unit} (median of its rounds, /proc), the profiled one {mine:.1f}: the "
+                         f"profiler adds {mine / theirs - 1:+.0%}{speed}")
+    return lines
+
+
 def sweep_table(bench: Bench) -> str:
     rows = ["| workers | W1 req/s (×direct) | W1 p50/p99 ms | scaling ×W1(1) | proxy pinning |",
             "|---|---|---|---|---|"]
@@ -134,7 +250,8 @@ def verdicts(bench: Bench) -> list[dict[str, Any]]:
     _w1_verdicts(v)
     _ceiling_verdicts(v)
     _w2_to_w4_verdicts(v)
-    _w5_w6_verdicts(v)
+    _w6_verdicts(v)
+    _w5_w7_verdicts(v)
     _sweep_verdicts(v)
     return v.found
 
@@ -217,8 +334,22 @@ def _w2_to_w4_verdicts(v: _Verdicts) -> None:
             f"{w4['sample_working']}/{w4['sample_checked']} working")
 
 
-def _w5_w6_verdicts(v: _Verdicts) -> None:
-    """W5's load time, memory and throughput with the list; W6's memory flat."""
+def _w6_verdicts(v: _Verdicts) -> None:
+    """W6 against squid in this run (and for information when squid did not run W6)."""
+    add, r, fwd, squid = v.add, v.r, v.fwd, v.squid
+    if "W6" not in fwd.results:
+        return
+    mine, theirs = r(fwd, "W6", "cps"), r(squid, "W6", "cps")
+    shown = f"fwdproxy ×{mine:.2f}" if mine else "fwdproxy failed"
+    if theirs:
+        add(f"W6 ≥ {theirs:.2f} × direct (squid's ratio in this run)", mine is not None and mine >= theirs,
+            shown)
+    else:
+        add("W6 HTTPS connections/s against direct (squid did not run: --peers)", None, shown, kind="info")
+
+
+def _w5_w7_verdicts(v: _Verdicts) -> None:
+    """W5's load time, memory and throughput with the list; W7's memory flat."""
     add, bench = v.add, v.bench
     if bench.w5_figures and "error" not in bench.w5_figures:
         w5 = bench.w5_figures
@@ -230,12 +361,12 @@ def _w5_w6_verdicts(v: _Verdicts) -> None:
             add("W5 W1 with the list ≥ 0.95 × without", w5["W1_ratio"] >= 0.95, f"×{w5['W1_ratio']:.3f}")
     elif bench.w5_figures:
         add("W5", False, bench.w5_figures["error"].splitlines()[0])
-    if bench.w6_figures:
-        w6 = bench.w6_figures
-        add("memory flat: end of run ≤ after warm-up + 5 MiB, and not above it after 2 s idle",
-            bool(w6["flat"]) and "error" not in w6,
-            f"{w6['reference_kib'] / 1024:.1f} MiB after warm-up, {w6['end_kib'] / 1024:.1f} MiB at the end "
-            f"of {w6['seconds']} s, {w6['idle_after_2s_kib'] / 1024:.1f} MiB idle")
+    if bench.w7_figures:
+        w7 = bench.w7_figures
+        add("W7 memory flat: end of run ≤ after warm-up + 5 MiB, and not above it after 2 s idle",
+            bool(w7["flat"]) and "error" not in w7,
+            f"{w7['reference_kib'] / 1024:.1f} MiB after warm-up, {w7['end_kib'] / 1024:.1f} MiB at the end "
+            f"of {w7['seconds']} s, {w7['idle_after_2s_kib'] / 1024:.1f} MiB idle")
 
 
 def _sweep_verdicts(v: _Verdicts) -> None:
@@ -269,7 +400,9 @@ def method(bench: Bench) -> str:
         "W3": f"W3: {bench.minor_rounds} rounds of {a.big_mib} MiB through a CONNECT tunnel",
         "W4": f"W4: {a.tunnels:,} idle tunnels",
         "W5": f"W5: {a.domains:,} domains, W1 with against without in {a.rounds} rounds",
-        "W6": f"W6: {a.soak_seconds} s of W1",
+        "W6": f"W6: {bench.minor_rounds} rounds of {a.seconds} s, {W6_CLIENTS} clients, a new connection, "
+              "CONNECT and TLS handshake per GET",
+        "W7": f"W7: {a.soak_seconds} s of W1",
     }
     text = "; ".join(parts[w] for w in WORKLOADS if w in ran)
     return (text or "no workload ran") + "."
@@ -291,6 +424,8 @@ def report(bench: Bench, started: datetime.datetime,
         "",
         table(bench),
     ]
+    if any("W6" in t.results for t in bench.targets):
+        lines += ["", w6_table(bench)]
     if bench.sweep:
         lines += ["", "Workers (W1 through fwdproxy --workers N; wrk and the origin on core "
                   f"{bench.load_cpu}):", "", sweep_table(bench)]
@@ -315,9 +450,12 @@ def report(bench: Bench, started: datetime.datetime,
                        "read error)" if target.guard.get("keepalive") is False else "")
                 lines.append(f"- {target.name} {key}: {summary['socket_errors']:,} socket errors for "
                              f"{summary['requests']:,} requests{why}")
+    if any("W6" in t.results for t in bench.targets):
+        lines += w6_lines(bench)
     for workload, reason in bench.skipped.items():
         lines.append(f"- {workload} skipped: {reason}")
     lines += [f"- {note}" for note in bench.notes]
+    lines += budget_sections(bench)
     found = verdicts(bench)
     lines.append("")
     for v in found:
@@ -343,7 +481,9 @@ def write_json(bench: Bench, info: dict[str, Any], text: str, found: list[dict[s
         "pinning": {"text": bench.pinning_text(), "proxy_cpu": bench.proxy_cpu, "load_cpu": bench.load_cpu},
         "skipped": bench.skipped, "notes": bench.notes,
         "targets": {t.name: t.as_json() for t in bench.targets},
-        "W5": bench.w5_figures, "W6": bench.w6_figures, "h11_us_per_exchange": bench.h11_cost_us,
+        "W5": bench.w5_figures, "W7": bench.w7_figures, "h11_us_per_exchange": bench.h11_cost_us,
+        "profile": {key: t.results.get(key, {}).get("budget") for t in bench.targets
+                    if t.name == PROFILED_NAME for key in args.profile},
         "workers_sweep": {"direct_rounds_rps": bench.sweep_direct,
                           "runs": {t.name: t.as_json() for t in bench.sweep}},
         "verdicts": found, "report_markdown": text,

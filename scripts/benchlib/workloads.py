@@ -1,4 +1,4 @@
-"""The workloads: W1..W6 and the --workers sweep, as the methods of Bench (the run)."""
+"""The workloads: W1..W7 and the --workers sweep, as the methods of Bench (the run)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ from typing import Any
 from bench_rules import LOOKED_UP_HOST as W5_HOST  # the list is consulted for it
 from bench_rules import synthetic_domains, write_hosts_list
 
-from .measurement import Measurer, median, parse_wrk
+from .httpsload import HttpsLoad
+from .measurement import Measurer, median, parse_wrk, summarize_cpu
 from .origin import HttpConn, correctness_guard, get_request, open_tunnel
 from .peers import Target, start_fwdproxy
-from .processes import ALL_CPUS, Processes, clean_env, log, pinned, tree_rss_kib
+from .processes import ALL_CPUS, Processes, clean_env, core_busy, core_times, log, pinned, tree_rss_kib
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+PROFILED = ("W1", "W2", "W6")  # the workloads --profile can run
+W6_CLIENTS, W6_PROCESSES = 20, 4  # W6: concurrent clients, spread over this many processes
+W6_FIGURES = ("cps", "setup_p50_ms", "setup_p99_ms", "total_p50_ms", "total_p99_ms", "connect_p50_ms",
+              "connect_p99_ms", "client_cpu_cores", "load_core_busy", "proxy_core_busy")
 
 
 class Bench(Measurer):
@@ -28,7 +33,7 @@ class Bench(Measurer):
         self.skipped: dict[str, str] = {}
         self.targets: list[Target] = []
         self.w5_figures: dict[str, Any] = {}
-        self.w6_figures: dict[str, Any] = {}
+        self.w7_figures: dict[str, Any] = {}
         self.h11_cost_us: float | None = None  # --ceilings: h11's CPU per W1 exchange
         self.sweep: list[Target] = []
         self.sweep_direct: list[float] = []
@@ -163,7 +168,63 @@ class Bench(Measurer):
 
     # W6 ---------------------------------------------------------------------------------
 
-    def w6(self, target: Target) -> None:
+    def w6(self, targets: list[Target]) -> None:
+        """HTTPS as offices use it: per iteration a new connection, CONNECT (not direct), a
+        full TLS handshake with the origin, one GET /1k, close; 20 clients, interleaved rounds."""
+        assert self.origin is not None
+        rounds, seconds = self.minor_rounds, self.args.seconds
+        load = HttpsLoad(W6_PROCESSES, W6_CLIENTS)
+        try:
+            for target in targets:
+                target.results["W6"] = {"rounds": []}
+                if target.running:  # warm-up, not recorded: the pool's processes, the first handshakes
+                    self.https_round(load, target, 1)
+            for number in range(1, rounds + 1):
+                for target in targets:
+                    if not target.running:
+                        continue
+                    mark = self.cpu_mark(target)
+                    figures = self.https_round(load, target, seconds)
+                    self.cpu_note(target, mark, figures)
+                    target.results["W6"]["rounds"].append(figures)
+                    shown = f"{figures['cps']:,.0f} connections/s" if figures.get("cps") else ""
+                    log(f"W6 round {number}/{rounds}: {target.name}: {shown} {figures.get('error', '')}")
+        finally:
+            load.close()
+        for target in targets:
+            summary = target.results["W6"]
+            good = [r for r in summary["rounds"] if "error" not in r]
+            for name in W6_FIGURES:
+                summary[name] = median([r[name] for r in good if r.get(name) is not None])
+            summary["connections"] = sum(r["connections"] for r in good)
+            summary["resumed"] = sum(r["resumed"] for r in good)
+            summary["failed_connections"] = sum(r["errors"] for r in summary["rounds"])
+            summary["tls"] = next((r["tls"] for r in good if r.get("tls")), "")
+            errors = [r["error"] for r in summary["rounds"] if "error" in r]
+            if errors:
+                summary["errors"] = errors
+            summarize_cpu(summary, good, "connections")
+
+    def https_round(self, load: HttpsLoad, target: Target, seconds: int) -> dict[str, Any]:
+        """One W6 round against `target`, with how busy the load core and the proxies' core were."""
+        assert self.origin is not None
+        cores = (core_times(self.load_cpu), core_times(self.proxy_cpu))
+        try:
+            figures = load.round(proxy_port=None if target.kind == "direct" else target.port,
+                                 origin_port=self.origin.port_tls, ca=str(self.origin.ca), seconds=seconds)
+        except Exception as exc:  # the pool timed out or a client process died
+            figures = {"error": f"the W6 clients failed: {type(exc).__name__}: {exc}"}
+        figures["load_core_busy"] = core_busy(cores[0], core_times(self.load_cpu))
+        figures["proxy_core_busy"] = core_busy(cores[1], core_times(self.proxy_cpu))
+        if "client_cpu_s" in figures:
+            figures["client_cpu_cores"] = round(figures["client_cpu_s"] / seconds, 3)
+        if target.proc is not None and not target.proc.alive():
+            figures["error"] = f"{target.name} exited: {target.proc.tail(5)}"
+        return figures
+
+    # W7 ---------------------------------------------------------------------------------
+
+    def w7(self, target: Target) -> None:
         """One long W1 run, sampling the proxy's resident memory; then 2 s idle, once more."""
         assert self.origin is not None and self.wrk is not None and target.proc is not None
         seconds = self.args.soak_seconds
@@ -175,7 +236,7 @@ class Bench(Measurer):
         command = pinned(self.load_cpu, [self.wrk, "-t1", "-c50", f"-d{seconds}s", "--latency",
                                          "--timeout", "5s", "-s", str(script),
                                          f"http://127.0.0.1:{target.port}/"])
-        log(f"W6: {seconds} s of W1 through {target.name}, memory sampled every {interval:g} s")
+        log(f"W7: {seconds} s of W1 through {target.name}, memory sampled every {interval:g} s")
         samples: list[tuple[float, int]] = []
         started = time.monotonic()
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -194,13 +255,13 @@ class Bench(Measurer):
         after_warmup = [kib for at, kib in samples if at >= warmup] or [kib for _, kib in samples]
         reference, end = after_warmup[0], samples[-1][1] if samples else 0
         figures = parse_wrk(output)
-        self.w6_figures = {"seconds": seconds, "warmup_s": warmup, "samples_kib": samples,
+        self.w7_figures = {"seconds": seconds, "warmup_s": warmup, "samples_kib": samples,
                    "reference_kib": reference, "end_kib": end, "idle_after_2s_kib": idle,
                    "growth_kib": end - reference, "rps": figures.get("rps"),
                    "flat": end <= reference + 5 * 1024 and idle <= end}
         if not figures.get("rps") or figures.get("non_2xx"):
-            self.w6_figures["error"] = f"wrk: {output[-400:]}"
-        log(f"W6: RSS {reference} KiB after warm-up, {end} KiB at the end, {idle} KiB idle")
+            self.w7_figures["error"] = f"wrk: {output[-400:]}"
+        log(f"W7: RSS {reference} KiB after warm-up, {end} KiB at the end, {idle} KiB idle")
 
     # workers sweep ---------------------------------------------------------------------
 
