@@ -40,8 +40,14 @@ def comma_tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[by
     tokens: list[bytes] = []
     for key, value in headers:
         if key.lower() == name:
-            tokens.extend(t.strip().lower() for t in value.split(b",") if t.strip())
+            tokens.extend(value_tokens(value))
     return tokens
+
+
+def value_tokens(value: bytes) -> list[bytes]:
+    """The comma-separated tokens of one header value, lower-cased and stripped (empty
+    ones dropped), as h11's `get_comma_header` reads them."""
+    return [token for part in value.lower().split(b",") if (token := part.strip())]
 
 
 def get_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:

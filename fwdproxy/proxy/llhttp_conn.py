@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import h11
-from h11._headers import Headers, set_comma_header
+from h11._headers import Headers, get_comma_header, set_comma_header
 from h11._receivebuffer import ReceiveBuffer
 from h11._state import (
     _SWITCH_CONNECT,
@@ -35,7 +35,7 @@ from h11._state import (
 from h11._util import LocalProtocolError, RemoteProtocolError
 from h11._writers import WRITERS
 
-from fwdproxy.proxy.llhttp_heads import HEAD_READERS, Facts, connection_tokens, last_facts
+from fwdproxy.proxy.llhttp_heads import HEAD_READERS, Facts, last_facts
 
 __all__ = ["LLHTTPConnection"]
 
@@ -330,13 +330,12 @@ class LLHTTPConnection:
             else:
                 headers = _replaced(headers, b"transfer-encoding", [b"chunked"])
         if not self._keep_alive or need_close:
-            connection = set(connection_tokens(headers))
+            connection = set(get_comma_header(headers, b"connection"))
             connection.discard(b"keep-alive")
             connection.add(b"close")
             headers = _replaced(headers, b"connection", sorted(connection))
         return Response(headers=headers, status_code=response.status_code,
                         http_version=response.http_version, reason=response.reason), None
-
 
 
 def _replaced(headers: Headers, name: bytes, values: list[bytes]) -> Headers:

@@ -1,13 +1,13 @@
 """Request and response heads read by llhttp (through httptools), as h11's readers read them.
 
-A head is parsed in C only when it is *plain*: one regex pass with h11's own grammar
-(`h11._abnf`) shows a request or status line and header lines that h11 would accept as
-they stand, each ended by CRLF, with no line folding. Anything else (bare LF, obs-fold,
-a stray byte), and anything llhttp refuses or reads differently (a header count that
-differs), goes to h11's own reader for that head, which accepts or refuses it exactly as
-h11 does. The event is then checked as h11 checks the events of its readers (Host
-fields, the framing headers through h11's `normalize_and_validate`). Nothing lenient in
-llhttp is switched on.
+A head is parsed in C only when it is *plain*: one regex pass (h11's grammar for the
+request or status line, `h11._abnf`, and an equivalent of its header-line grammar) shows
+a head that h11 would accept as it stands, each line ended by CRLF, with no line folding.
+Anything else (bare LF, obs-fold, a stray byte), and anything llhttp refuses or reads
+differently (a header count that differs), goes to h11's own reader for that head, which
+accepts or refuses it exactly as h11 does. The event is then checked as h11 checks the
+events of its readers (Host fields, the framing headers through h11's
+`normalize_and_validate`). Nothing lenient in llhttp is switched on.
 
 `Facts` holds what h11 asks of a head's headers (Connection, Upgrade, Expect,
 Transfer-Encoding, Content-Length), found in one pass instead of one scan each.
@@ -20,16 +20,17 @@ from typing import Any
 
 import h11
 import httptools
-from h11._abnf import header_field, request_line, status_line
+from h11._abnf import request_line, status_line
 from h11._headers import CONTENT_LENGTH_MAX_DIGITS as _MAX_DIGITS
 from h11._headers import Headers, normalize_and_validate
 from h11._readers import READERS, maybe_read_from_IDLE_client, maybe_read_from_SEND_RESPONSE_server
 from h11._receivebuffer import ReceiveBuffer, blank_line_regex
 from h11._util import LocalProtocolError
 
+from fwdproxy.proxy.headers import value_tokens
+
 __all__ = [
-    "H11_HEADER_LINE", "HEAD_READERS", "PLAIN_HEADER_LINE", "Facts", "connection_tokens",
-    "last_facts", "read_request", "read_response",
+    "HEAD_READERS", "PLAIN_HEADER_LINE", "Facts", "last_facts", "read_request", "read_response",
 ]
 
 CLIENT, SERVER, IDLE = h11.CLIENT, h11.SERVER, h11.IDLE
@@ -45,8 +46,6 @@ _HEADER_LINE = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]++:[^\x00\r\n\x0b\x0c]*+\r\n"
 _HEADER_LINES = rb"(?:" + _HEADER_LINE + rb")*+\r\n"
 _PLAIN_REQUEST = re.compile(request_line.encode() + rb"\r\n" + _HEADER_LINES)
 _PLAIN_RESPONSE = re.compile(status_line.encode() + rb"\r\n" + _HEADER_LINES)
-# h11's own line grammar, for that test.
-H11_HEADER_LINE = re.compile(header_field.encode() + rb"\r\n")
 PLAIN_HEADER_LINE = re.compile(_HEADER_LINE)
 _OWS = b" \t"
 
@@ -107,15 +106,15 @@ class Facts:
         self.content_length: list[bytes] = []
         for _, name, value in items:
             if name == b"connection":
-                self.close = self.close or b"close" in _tokens(value)
+                self.close = self.close or b"close" in value_tokens(value)
             elif name == b"upgrade":
-                self.upgrade = self.upgrade or bool(_tokens(value))
+                self.upgrade = self.upgrade or bool(value_tokens(value))
             elif name == b"expect":
-                self.expect_continue = self.expect_continue or b"100-continue" in _tokens(value)
+                self.expect_continue = self.expect_continue or b"100-continue" in value_tokens(value)
             elif name == b"transfer-encoding":
-                self.transfer_encoding += _tokens(value)
+                self.transfer_encoding += value_tokens(value)
             elif name == b"content-length":
-                self.content_length += _tokens(value)
+                self.content_length += value_tokens(value)
 
     @classmethod
     def of(cls, headers: Headers) -> Facts:
@@ -227,14 +226,5 @@ def read_response(buf: ReceiveBuffer) -> h11.InformationalResponse | h11.Respons
     return event  # type: ignore[no-any-return]
 
 
-HEAD_READERS: dict[Any, Any] = {**READERS, (CLIENT, IDLE): read_request,
-                            (SERVER, IDLE): read_response, (SERVER, h11.SEND_RESPONSE): read_response}
-
-
-def _tokens(value: bytes) -> list[bytes]:
-    return [token for part in value.lower().split(b",") if (token := part.strip())]
-
-
-def connection_tokens(headers: Headers) -> list[bytes]:
-    return [token for _, name, value in headers._full_items if name == b"connection"
-            for token in _tokens(value)]
+HEAD_READERS: dict[Any, Any] = {**READERS, (CLIENT, IDLE): read_request, (SERVER, IDLE): read_response,
+                                (SERVER, h11.SEND_RESPONSE): read_response}
