@@ -164,7 +164,7 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
     "access_log", "auth", "pac", "trusted_proxies", "upstream", "admin_clients", "timeouts",
-    "limits", "workers", "http_parser",
+    "limits", "workers", "http_parser", "fast_path",
 }
 # More workers than this is a typo, not a machine.
 def parse_listen(value: Any, where: str) -> Listen:
@@ -336,6 +336,10 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["http_parser"] = str(value)
         elif key == "workers":
             changes["workers"] = parse_workers(value, where)
+        elif key == "fast_path":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: expected true or false")
+            changes["fast_path"] = value
     result = replace(config, **changes)
     if any(item.proxy_protocol for item in result.listen) and not result.trusted_proxies:
         raise ConfigError(f"{source}: listen: proxy_protocol needs trusted_proxies (the load "

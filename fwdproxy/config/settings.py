@@ -165,6 +165,7 @@ class Config:
     limits: Limits = Limits()
     workers: int = 0  # worker processes under a supervisor; 0: serve in this one process
     http_parser: str = "auto"  # auto (httptools when installed), h11 or httptools
+    fast_path: bool = True  # plain GETs relayed as bytes (with httptools; see proxy/fastlane)
 
     def via_name(self, bound_port: int) -> str:
         """Our Via name: configured, or host name and port (unique per node in a chain)."""

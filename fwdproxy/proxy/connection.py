@@ -15,13 +15,13 @@ import functools
 import ipaddress
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
 
 from fwdproxy.accesslog import Exchange
-from fwdproxy.config import ParentProxy
+from fwdproxy.config import Config
 from fwdproxy.errors import (
     BadGateway,
     BadRequest,
@@ -31,12 +31,13 @@ from fwdproxy.errors import (
     LoopDetected,
     RequestTimeout,
 )
-from fwdproxy.policy import Policy, RequestFacts, Verdict
-from fwdproxy.policy.names import IPAddress, canonical_address, normalize_path
+from fwdproxy.policy import RequestFacts
+from fwdproxy.policy.names import IPAddress, canonical_address
 from fwdproxy.proxy.admission import authenticate, read_proxy_header
 from fwdproxy.proxy.context import ServerContext
+from fwdproxy.proxy.decisions import Decision, address_verdict, request_facts
 from fwdproxy.proxy.forward import RetryOnNewConnection, UpstreamAborted, forward
-from fwdproxy.proxy.h11_stream import H11Stream
+from fwdproxy.proxy.h11_stream import H11Stream, connection_class
 from fwdproxy.proxy.headers import has_our_via
 from fwdproxy.proxy.ownpages import (
     WELL_KNOWN_PATHS,
@@ -51,6 +52,15 @@ from fwdproxy.proxy.resolver import resolve
 from fwdproxy.proxy.target import Target, parse_target
 from fwdproxy.proxy.tunnel import relay
 from fwdproxy.proxy.upstream import Upstream, connect
+
+if TYPE_CHECKING:  # imported where used: the fast lane needs httptools, as the C parser does
+    from fwdproxy.proxy.fastlane import FastLane, FastRequest
+
+
+def _fast_lane_applies(config: Config) -> bool:
+    # Proxy authentication is the slow path's (each request's credentials are checked).
+    return (config.fast_path and config.auth is None
+            and connection_class(config.http_parser) is not h11.Connection)
 
 
 def _address_of(sockaddr: Any) -> IPAddress:
@@ -68,17 +78,6 @@ def _parsed_address(text: str) -> IPAddress:
     # Two per connection, from few distinct clients and listeners: parsing them each time
     # was a visible share of a short connection's cost. Addresses are immutable.
     return canonical_address(ipaddress.ip_address(text.split("%", 1)[0]))
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The policy a request was decided under and its by-name verdict, carried to the
-    address checks so both phases use the same rule set (and log the final word)."""
-
-    policy: Policy
-    by_name: Verdict
-    exchange: Exchange
-    parent: ParentProxy | None  # the parent proxy this request goes through, if any
 
 
 async def handle(stream: trio.SocketStream, ctx: ServerContext, *,
@@ -129,6 +128,7 @@ class ClientConnection:
                               max_body_bytes=limits.max_request_body,
                               http_parser=self.config.http_parser)
         self.tunnel: _Tunnel | None = None  # set by a CONNECT that got its 200
+        self.fast: FastLane | None = None  # set in run(), once the client is known
 
     async def read_proxy_header(self) -> bool:
         """Take the real client from a PROXY protocol header (HAProxy in front).
@@ -153,18 +153,34 @@ class ClientConnection:
             exchange = self._exchange()
             await self._refuse(Forbidden(verdict.reason, source=verdict.source), exchange)
             return
+        if _fast_lane_applies(self.config):
+            from fwdproxy.proxy.fastlane import FastLane
+
+            self.fast = FastLane(self.ctx, self.http, self.client_ip, self.reached)
         first = True
         while not self.ctx.draining:
             counted = (self.http.bytes_received, self.http.bytes_sent)
             event = await self._wait_for_request(first)
+            first = False
+            if event is not None and not isinstance(event, h11.Request):
+                assert self.fast is not None
+                served = await self.fast.serve(event, counted)
+                if served is not None:
+                    if not served:
+                        return
+                    continue
+                event = await self._wait_for_request(False)  # the head, handed back to h11
             if event is None:
                 return
-            first = False
+            assert type(event) is h11.Request
             keep_going = await self._serve(event, counted)
+            if self.fast is not None:
+                await self.fast.close_resumed()
             if self.tunnel is not None:
                 tunnel, self.tunnel, event = self.tunnel, None, None
                 # The client's h11 state is done with; only its byte counts were needed.
                 del self.http
+                self.fast = None  # it holds the client's h11 state too
                 await self._relay_tunnel(tunnel)
                 return
             if not keep_going or not self.http.reusable or self.ctx.draining:
@@ -181,7 +197,7 @@ class ClientConnection:
         finally:
             self.ctx.finish(exchange)
 
-    async def _wait_for_request(self, first: bool) -> h11.Request | None:
+    async def _wait_for_request(self, first: bool) -> h11.Request | FastRequest | None:
         timeouts = self.config.timeouts
         timeout = timeouts.header if first else timeouts.keepalive
         received_before = self.http.bytes_received
@@ -189,6 +205,10 @@ class ClientConnection:
         self.ctx.idle_scopes.add(scope)
         try:
             with scope:
+                if self.fast is not None and self.http.fresh:
+                    fast = await self.fast.read_head(not first)
+                    if fast is not None:
+                        return fast
                 event = await self.http.next_event()
         except FwdproxyError as exc:
             # h11 or the strict head check refused the request before it was complete.
@@ -291,7 +311,7 @@ class ClientConnection:
                              "your HTTPS proxy too", host=target.authority)
         # One rule set for the whole request, even if a reload swaps in another meanwhile.
         policy = self.ctx.policy
-        facts = self._facts(policy, target, exchange.method, user, connect)
+        facts = request_facts(self.ctx, self.client_ip, policy, target, exchange.method, user, connect)
         verdict = policy.decide(facts)
         exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
         parent = self.config.upstream
@@ -307,33 +327,11 @@ class ClientConnection:
         else:
             await self._forward(request, target, facts, decision, exchange)
 
-    def _facts(self, policy: Policy, target: Target, method: str, user: str | None,
-               connect: bool) -> RequestFacts:
-        """What the policy judges a request by."""
-        path = url = None
-        if not connect:
-            path = normalize_path(target.path.decode("latin-1"))
-            url = f"http://{target.host_header}{path}"
-        return RequestFacts(
-            client=self.client_ip,
-            method=method,
-            scheme="connect" if connect else "http",
-            host=target.host,
-            port=target.port,
-            ip=target.ip,
-            path=path,
-            url=url,
-            user=user,
-            now=self.ctx.clock() if policy.policies is not None else None,
-        )
-
     # -- destinations ------------------------------------------------------------------
 
     def _address_verdict_denial(self, facts: RequestFacts, decision: Decision,
                                 address: IPAddress, target: Target) -> Forbidden | None:
-        policy = decision.policy
-        local = self.ctx.local_addresses(address) if policy.needs_local_check(address, facts.port) else False
-        verdict = policy.decide_address(facts, address, is_local=local, by_name=decision.by_name)
+        verdict = address_verdict(self.ctx, decision.policy, facts, decision.by_name, address)
         if verdict.allowed:
             if not decision.by_name.final:
                 decision.exchange.verdict, decision.exchange.source = "allow", verdict.source
@@ -401,8 +399,9 @@ class ClientConnection:
         continue_sent = await self._wait_for_body_start()
         parent = decision.parent
         key = ("parent", parent.host, parent.port) if parent else ("http", target.host, target.port)
-        upstream = self.ctx.pool.take(key)
-        if upstream is not None and parent is None and self._address_verdict_denial(
+        resumed = self.fast.take_resumed() if self.fast is not None else None
+        upstream = resumed.upstream if resumed is not None else self.ctx.pool.take(key)
+        if resumed is None and upstream is not None and parent is None and self._address_verdict_denial(
                 facts, decision, upstream.address, target):
             await upstream.aclose()
             upstream = None
@@ -421,8 +420,10 @@ class ClientConnection:
                 reusable = await forward(
                     self.ctx.forward_settings, self.http, request, target, upstream, exchange,
                     parent_authorization=parent.authorization if parent else None,
-                    via_parent=parent is not None, continue_sent=continue_sent)
+                    via_parent=parent is not None, continue_sent=continue_sent,
+                    resumed=(resumed.data, resumed.eof) if resumed is not None else None)
             except RetryOnNewConnection:
+                resumed = None
                 await upstream.aclose()
                 upstream = None
                 continue
@@ -486,9 +487,6 @@ class ClientConnection:
             with trio.CancelScope(shield=True):
                 await tunnel.stream.aclose()
             self.ctx.finish(exchange)
-
-
-
 
     async def _serve_own_page(self, request: h11.Request, target: Target, exchange: Exchange) -> None:
         await serve_own_page(self.http, self.ctx, self.reached, self.client_ip, request, target, exchange)

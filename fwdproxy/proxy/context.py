@@ -54,6 +54,9 @@ class ServerContext:
     # With --workers: the other workers' figures, added to ours on the status page.
     shared: SharedStats | None = None
 
+    # The fast lane's decided URLs, by (client, listener, target): see proxy/fastlane.
+    fast_routes: dict[tuple[object, ...], object] = field(default_factory=dict)
+
     forward_settings: ForwardSettings = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +89,7 @@ class ServerContext:
         the old set or the new one, never a mix; requests in flight keep theirs."""
         self.policy = self.policy.with_rules(loaded.rules, loaded.policies)
         self.loaded = loaded
+        self.fast_routes.clear()  # they hold the old policy (and its rules) alive
         self.credentials.clear()  # a changed password must not stay accepted
 
     def begin_drain(self) -> None:

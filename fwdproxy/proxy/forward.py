@@ -97,12 +97,15 @@ def has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Request,
                   target: Target, upstream: Upstream, exchange: Exchange, *,
                   parent_authorization: bytes | None = None, via_parent: bool = False,
-                  continue_sent: bool = False) -> bool:
+                  continue_sent: bool = False,
+                  resumed: tuple[bytes, bool] | None = None) -> bool:
     """Send `request` to `upstream` and relay the response to `client`.
 
     With `via_parent`, `upstream` is a parent proxy: the request keeps its absolute form
     and carries `parent_authorization` as its Proxy-Authorization. With `continue_sent`,
     the client already had a 100 Continue from the proxy, and the origin's is not relayed.
+    With `resumed`, the fast lane sent this (bodiless) request already: the bytes the
+    origin answered so far, and whether it closed after them, are read as if from it.
 
     Returns:
         True when `upstream` is clean and may be pooled for another request.
@@ -130,11 +133,15 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
         request_target = f"http://{target.host_header}".encode() + target.path
         if parent_authorization is not None:
             headers.append((b"proxy-authorization", parent_authorization))
+    outgoing = h11.Request(method=request.method, target=request_target,
+                           headers=checked_headers(headers))
     try:
-        await origin.send(h11.Request(method=request.method, target=request_target,
-                                      headers=checked_headers(headers)))
-        if bodiless:
-            await origin.send(h11.EndOfMessage())
+        if resumed is not None:
+            _resume(origin, outgoing, *resumed)
+        else:
+            await origin.send(outgoing)
+            if bodiless:
+                await origin.send(h11.EndOfMessage())
     except ConnectionLost as exc:
         if retryable:
             raise RetryOnNewConnection from exc
@@ -172,6 +179,15 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
     # Bytes past the end of the response (a body on a HEAD/204/304, extra bytes after
     # Content-Length) would become the next request's response, maybe another client's.
     return origin.reusable and not origin.conn.trailing_data[0]
+
+
+def _resume(origin: H11Stream, outgoing: h11.Request, data: bytes, eof: bool) -> None:
+    """Bring `origin` to where it would be had it sent `outgoing` and read `data`."""
+    origin.conn.send(outgoing)  # the same bytes as the fast lane's, already sent
+    origin.conn.send(h11.EndOfMessage())
+    origin.prime(data)
+    if eof:
+        origin.conn.receive_data(b"")
 
 
 async def _pump_request_body(client: H11Stream, origin: H11Stream, timeout: float) -> None:

@@ -290,6 +290,13 @@ class H11Stream:
         return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
 
     @property
+    def fresh(self) -> bool:
+        """True between requests with nothing of the next one read yet (client side)."""
+        conn = self.conn
+        return (conn.their_state is h11.IDLE and conn.our_state is h11.IDLE and not self._head
+                and not conn.trailing_data[0])
+
+    @property
     def can_respond(self) -> bool:
         """True when a response head may still be sent (client side)."""
         return self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)

@@ -31,7 +31,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
 
 
@@ -66,7 +66,7 @@ def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]], *, keep_upgrade: bo
         keep_upgrade: keep Upgrade and send ``Connection: upgrade`` (the WebSocket path).
     """
     # Framing headers stay whatever Connection lists: h11 needs them to frame the body.
-    named = set(comma_tokens(headers, b"connection")) - _FRAMING
+    named = set(comma_tokens(headers, b"connection")) - FRAMING
     out = [
         (key, value)
         for key, value in headers

@@ -30,7 +30,8 @@ from h11._util import LocalProtocolError
 from fwdproxy.proxy.headers import value_tokens
 
 __all__ = [
-    "HEAD_READERS", "PLAIN_HEADER_LINE", "Facts", "last_facts", "read_request", "read_response",
+    "HEAD_READERS", "PLAIN_HEADER_LINE", "PLAIN_REQUEST", "PLAIN_RESPONSE", "Facts", "last_facts",
+    "plain_fields", "read_request", "read_response",
 ]
 
 CLIENT, SERVER, IDLE = h11.CLIENT, h11.SERVER, h11.IDLE
@@ -44,8 +45,8 @@ Request, Response, InformationalResponse = h11.Request, h11.Response, h11.Inform
 # backtracking or groups; tests/proxy/test_llhttp_heads.py checks the two agree.
 _HEADER_LINE = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]++:[^\x00\r\n\x0b\x0c]*+\r\n"
 _HEADER_LINES = rb"(?:" + _HEADER_LINE + rb")*+\r\n"
-_PLAIN_REQUEST = re.compile(request_line.encode() + rb"\r\n" + _HEADER_LINES)
-_PLAIN_RESPONSE = re.compile(status_line.encode() + rb"\r\n" + _HEADER_LINES)
+PLAIN_REQUEST = re.compile(request_line.encode() + rb"\r\n" + _HEADER_LINES)
+PLAIN_RESPONSE = re.compile(status_line.encode() + rb"\r\n" + _HEADER_LINES)
 PLAIN_HEADER_LINE = re.compile(_HEADER_LINE)
 _OWS = b" \t"
 
@@ -75,7 +76,7 @@ class _Collector:
             self.noted.append(item)
 
 
-def _plain_fields(parser_class: Any, head: bytes) -> _Collector | None:
+def plain_fields(parser_class: Any, head: bytes) -> _Collector | None:
     """The fields of a plain head as llhttp reads them; None if it refuses or reads a
     different number of header lines than the head has (then h11 decides)."""
     collector = _Collector()
@@ -133,7 +134,7 @@ def _plain_head(buf: ReceiveBuffer, plain: re.Pattern[bytes],
     match = plain.fullmatch(head)
     if match is None:
         return None
-    fields = _plain_fields(parser_class, head)
+    fields = plain_fields(parser_class, head)
     if fields is None:
         return None
     buf._extract(len(head))
@@ -192,7 +193,7 @@ last_facts: list[Any] = [None, None]
 
 def read_request(buf: ReceiveBuffer) -> h11.Request | None:
     """h11's (CLIENT, IDLE) reader, with plain heads parsed by llhttp."""
-    found = _plain_head(buf, _PLAIN_REQUEST, httptools.HttpRequestParser)
+    found = _plain_head(buf, PLAIN_REQUEST, httptools.HttpRequestParser)
     if found is None:
         return maybe_read_from_IDLE_client(buf)
     match, fields = found
@@ -210,7 +211,7 @@ def read_request(buf: ReceiveBuffer) -> h11.Request | None:
 
 def read_response(buf: ReceiveBuffer) -> h11.InformationalResponse | h11.Response | None:
     """h11's response reader, with plain heads parsed by llhttp."""
-    found = _plain_head(buf, _PLAIN_RESPONSE, httptools.HttpResponseParser)
+    found = _plain_head(buf, PLAIN_RESPONSE, httptools.HttpResponseParser)
     if found is None:
         return maybe_read_from_SEND_RESPONSE_server(buf)
     match, fields = found

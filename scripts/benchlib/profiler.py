@@ -38,11 +38,16 @@ their callers (a stack with no deciding frame goes to "other"). The rules:
                 the request head; also the request's end, and the CONNECT's), unless a
                 request body is being pumped; ClientConnection.run (the request loop),
                 _wait_for_request, _serve (reading the head's fields),
-                _wait_for_body_start; H11Stream.start_next_cycle on the client side
+                _wait_for_body_start; H11Stream.start_next_cycle on the client side;
+                the fast lane's read_head, plain_request and serve (proxy/fastlane: its
+                other steps count where the slow path's counterparts do: _upstream under
+                pool/connect, _origin_head, _exchange_bytes and _read_more under origin head,
+                plain_response and _answer under response head, _exchange under log)
   policy        fwdproxy/policy/*, auth, proxy/target (parse_target), ClientConnection.
-                _dispatch, _facts and _address_verdict_denial (the checks by name and by
-                address), resolver.LocalAddresses (is this address ours?),
-                ownpages.names_us/host_header_names_us (is the request for the proxy?),
+                _dispatch and _address_verdict_denial, proxy/decisions (the checks by
+                name and by address), the fast lane's FastLane._route,
+                resolver.LocalAddresses (is this address ours?), ownpages.names_us/
+                host_header_names_us (is the request for the proxy?),
                 admission.authenticate
   pool/connect  proxy/upstream (connect, the pool's take/put/reaper, closing origin
                 connections), proxy/parent, resolver.resolve, ClientConnection._open,
@@ -161,7 +166,8 @@ FUNCTIONS: dict[tuple[str, str], str] = {
     ("proxy/connection", "ClientConnection._wait_for_body_start"): "client head",
     ("proxy/connection", "ClientConnection._exchange"): "log",
     ("proxy/connection", "ClientConnection._dispatch"): "policy",
-    ("proxy/connection", "ClientConnection._facts"): "policy",
+    ("proxy/decisions", "request_facts"): "policy",
+    ("proxy/decisions", "address_verdict"): "policy",
     ("proxy/connection", "ClientConnection._address_verdict_denial"): "policy",
     ("proxy/connection", "ClientConnection._vetted_addresses"): "pool/connect",
     ("proxy/connection", "ClientConnection._open"): "pool/connect",
@@ -171,13 +177,32 @@ FUNCTIONS: dict[tuple[str, str], str] = {
     ("proxy/connection", "ClientConnection._send_error"): "other",
     ("proxy/connection", "ClientConnection._error_body"): "other",
     ("proxy/connection", "ClientConnection._serve_own_page"): "other",
+    ("proxy/fastlane", "plain_request"): "client head",
+    ("proxy/fastlane", "FastLane.__init__"): "accept",
+    ("proxy/fastlane", "FastLane.read_head"): "client head",
+    ("proxy/fastlane", "FastLane.serve"): "client head",
+    ("proxy/fastlane", "FastLane._hand_back"): "client head",
+    ("proxy/fastlane", "FastLane._route"): "policy",
+    ("proxy/fastlane", "FastLane._upstream"): "pool/connect",
+    ("proxy/fastlane", "FastLane.take_resumed"): "pool/connect",
+    ("proxy/fastlane", "FastLane.close_resumed"): "pool/connect",
+    ("proxy/fastlane", "_origin_head"): "origin head",
+    ("proxy/fastlane", "FastLane._exchange_bytes"): "origin head",
+    ("proxy/fastlane", "FastLane._read_more"): "origin head",
+    ("proxy/fastlane", "plain_response"): "response head",
+    ("proxy/fastlane", "FastLane._answer"): "response head",
+    ("proxy/fastlane", "FastLane._exchange"): "log",
     ("proxy/forward", "forward"): "origin head",
     ("proxy/forward", "has_body"): "origin head",
     ("proxy/forward", "_ResponseRelay.__init__"): "origin head",
     ("proxy/forward", "_pump_request_body"): "body relay",
 }
 CLASSES: dict[tuple[str, str], str] = {  # every method of a class, unless FUNCTIONS names it
-    ("proxy/connection", "Decision"): "policy",
+    ("proxy/decisions", "Decision"): "policy",
+    ("proxy/fastlane", "FastRequest"): "client head",
+    ("proxy/fastlane", "_Route"): "policy",
+    ("proxy/fastlane", "Resumed"): "pool/connect",
+    ("proxy/fastlane", "Reply"): "response head",
     ("proxy/connection", "_Tunnel"): "pool/connect",
     ("proxy/forward", "ForwardSettings"): "other",
 }
