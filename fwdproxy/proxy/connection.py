@@ -421,7 +421,7 @@ class ClientConnection:
                     self.ctx.forward_settings, self.http, request, target, upstream, exchange,
                     parent_authorization=parent.authorization if parent else None,
                     via_parent=parent is not None, continue_sent=continue_sent,
-                    resumed=(resumed.data, resumed.eof) if resumed is not None else None)
+                    resumed=resumed.data if resumed is not None else None)
             except RetryOnNewConnection:
                 resumed = None
                 await upstream.aclose()

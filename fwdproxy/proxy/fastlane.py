@@ -72,8 +72,9 @@ class Resumed:
     out on, and what the origin has answered so far."""
 
     upstream: Upstream
+    # What the origin answered so far. Whether it closed after that is not kept: the slow
+    # path reads the close again from the socket, after it has sent on what came before.
     data: bytes
-    eof: bool  # the origin closed after `data`
 
 
 @dataclass(slots=True)
@@ -352,7 +353,7 @@ class FastLane:
             data, eof = self._read_more(upstream, data)  # the rest may be there already
             reply = plain_response(data, self.ctx.via, max_head=self.max_head, close=close)
         if reply is None or len(data) != reply.origin_head + reply.length:
-            self.resumed = Resumed(upstream, data, eof)
+            self.resumed = Resumed(upstream, data)
             self._hand_back(request)
             return None
         exchange = self._exchange(request, route, verdict)

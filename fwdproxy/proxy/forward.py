@@ -98,14 +98,14 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
                   target: Target, upstream: Upstream, exchange: Exchange, *,
                   parent_authorization: bytes | None = None, via_parent: bool = False,
                   continue_sent: bool = False,
-                  resumed: tuple[bytes, bool] | None = None) -> bool:
+                  resumed: bytes | None = None) -> bool:
     """Send `request` to `upstream` and relay the response to `client`.
 
     With `via_parent`, `upstream` is a parent proxy: the request keeps its absolute form
     and carries `parent_authorization` as its Proxy-Authorization. With `continue_sent`,
     the client already had a 100 Continue from the proxy, and the origin's is not relayed.
-    With `resumed`, the fast lane sent this (bodiless) request already: the bytes the
-    origin answered so far, and whether it closed after them, are read as if from it.
+    With `resumed`, the fast lane sent this (bodiless) request already: `resumed` is
+    what the origin answered so far, read as if from it.
 
     Returns:
         True when `upstream` is clean and may be pooled for another request.
@@ -137,7 +137,7 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
                            headers=checked_headers(headers))
     try:
         if resumed is not None:
-            _resume(origin, outgoing, *resumed)
+            _resume(origin, outgoing, resumed)
         else:
             await origin.send(outgoing)
             if bodiless:
@@ -181,13 +181,11 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
     return origin.reusable and not origin.conn.trailing_data[0]
 
 
-def _resume(origin: H11Stream, outgoing: h11.Request, data: bytes, eof: bool) -> None:
+def _resume(origin: H11Stream, outgoing: h11.Request, data: bytes) -> None:
     """Bring `origin` to where it would be had it sent `outgoing` and read `data`."""
     origin.conn.send(outgoing)  # the same bytes as the fast lane's, already sent
     origin.conn.send(h11.EndOfMessage())
     origin.prime(data)
-    if eof:
-        origin.conn.receive_data(b"")
 
 
 async def _pump_request_body(client: H11Stream, origin: H11Stream, timeout: float) -> None:
