@@ -156,7 +156,7 @@ class ClientConnection:
         if _fast_lane_applies(self.config):
             from fwdproxy.proxy.fastlane import FastLane
 
-            self.fast = FastLane(self.ctx, self.http, self.client_ip, self.reached)
+            self.fast = FastLane(self.ctx, self.http, self.stream.socket, self.client_ip, self.reached)
         first = True
         while not self.ctx.draining:
             counted = (self.http.bytes_received, self.http.bytes_sent)

@@ -37,11 +37,11 @@ from fwdproxy.proxy.decisions import address_verdict, request_facts
 from fwdproxy.proxy.framing import check_request_head
 from fwdproxy.proxy.h11_stream import H11Stream
 from fwdproxy.proxy.headers import (
-    FRAMING,
-    HOP_BY_HOP,
     has_our_via,
+    hop_by_hop_names,
     request_headers_for_origin,
     value_tokens,
+    via_value,
 )
 from fwdproxy.proxy.llhttp_heads import PLAIN_REQUEST, PLAIN_RESPONSE, plain_fields
 from fwdproxy.proxy.ownpages import Reached, names_us
@@ -153,19 +153,20 @@ def plain_response(data: bytes, via: str, *, max_head: int, close: bool = False)
     if found is None:
         return None
     length = -1
-    named: list[bytes] = []  # what Connection names is hop-by-hop too
+    connection: list[bytes] = []  # what Connection names is hop-by-hop too
     for _, name, value in found.noted:
         if name == b"content-length" and length < 0 and value.isdigit() \
                 and len(value) <= _MAX_LENGTH_DIGITS:
             length = int(value)
         elif name == b"connection" and b"close" not in (tokens := value_tokens(value)):
-            named += tokens
+            connection += tokens
         else:
             return None  # a second length, Transfer-Encoding, close, a Host h11 moves first
     if length < 0:
         return None
-    # As headers.response_headers_for_client (names are h11's: lower case already).
-    dropped = HOP_BY_HOP.union(named).difference(FRAMING) if named else HOP_BY_HOP
+    # As headers.response_headers_for_client, without lower-casing names that h11's
+    # parse made lower case already (a third of this function's cost).
+    dropped = hop_by_hop_names(connection)
     content_type = None
     lines = [b"HTTP/1.1 ", status, b" ", reason or b"", b"\r\n"]
     for _, name, value in found.items:
@@ -173,7 +174,7 @@ def plain_response(data: bytes, via: str, *, max_head: int, close: bool = False)
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             lines += (name, b": ", value, b"\r\n")
-    lines += (b"via: 1.1 ", via.encode("ascii", "replace"), b"\r\n")
+    lines += (b"via: ", via_value(via), b"\r\n")
     # h11 says so to a client that asked to close, after the other headers.
     lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
     return Reply(b"".join(lines), len(head), length, int(status), content_type)
@@ -197,15 +198,16 @@ class FastLane:
     Args:
         ctx: what all connections share.
         http: the client's connection (its head goes there when the slow path takes over).
+        sock: its socket.
         client: the client's address.
         reached: the listener the client reached.
     """
 
-    def __init__(self, ctx: ServerContext, http: H11Stream, client: IPAddress,
-                 reached: Reached) -> None:
+    def __init__(self, ctx: ServerContext, http: H11Stream, sock: trio.socket.SocketType,
+                 client: IPAddress, reached: Reached) -> None:
         self.ctx = ctx
         self.http = http
-        self.socket = http.stream.socket  # type: ignore[attr-defined]
+        self.socket = sock
         self.client = client
         self.client_text = str(client)
         self.reached = reached
@@ -308,8 +310,7 @@ class FastLane:
         verdict = route.addresses.get(address)
         if verdict is None:
             verdict = address_verdict(self.ctx, route.policy, route.facts, route.verdict, address)
-            if route.policy.policies is None:
-                route.addresses[address] = verdict
+            route.addresses[address] = verdict  # gone with the route when it is not kept
         if not verdict.allowed:
             self.ctx.pool.put(upstream)  # the slow path takes it again, and refuses it
             return None
@@ -350,8 +351,10 @@ class FastLane:
         close = request.close
         reply = plain_response(data, self.ctx.via, max_head=self.max_head, close=close)
         if reply is None or len(data) < reply.origin_head + reply.length:
-            data, eof = self._read_more(upstream, data)  # the rest may be there already
-            reply = plain_response(data, self.ctx.via, max_head=self.max_head, close=close)
+            more, eof = self._read_more(upstream, data)  # the rest may be there already
+            if len(more) > len(data):
+                data = more
+                reply = plain_response(data, self.ctx.via, max_head=self.max_head, close=close)
         if reply is None or len(data) != reply.origin_head + reply.length:
             self.resumed = Resumed(upstream, data)
             self._hand_back(request)

@@ -58,6 +58,14 @@ def get_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | N
     return None
 
 
+def hop_by_hop_names(connection_tokens: Iterable[bytes]) -> frozenset[bytes]:
+    """The lower-case names that do not go on: the fixed list, and those the Connection
+    header lists (its `connection_tokens`), but for the framing headers, which stay
+    whatever Connection lists: h11 needs them to frame the body."""
+    named = set(connection_tokens) - FRAMING
+    return HOP_BY_HOP.union(named) if named else HOP_BY_HOP
+
+
 def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]], *, keep_upgrade: bool = False) -> Headers:
     """Drop hop-by-hop headers and those the Connection header names.
 
@@ -65,13 +73,8 @@ def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]], *, keep_upgrade: bo
         headers: the received headers.
         keep_upgrade: keep Upgrade and send ``Connection: upgrade`` (the WebSocket path).
     """
-    # Framing headers stay whatever Connection lists: h11 needs them to frame the body.
-    named = set(comma_tokens(headers, b"connection")) - FRAMING
-    out = [
-        (key, value)
-        for key, value in headers
-        if (k := key.lower()) not in HOP_BY_HOP and k not in named
-    ]
+    dropped = hop_by_hop_names(comma_tokens(headers, b"connection"))
+    out = [(key, value) for key, value in headers if key.lower() not in dropped]
     if keep_upgrade:
         upgrade = get_header(headers, b"upgrade")
         if upgrade is not None:
@@ -111,8 +114,13 @@ def is_via_token(name: str) -> bool:
 
 def add_via(headers: Headers, via_name: str) -> Headers:
     """Append our ``Via: 1.1 <name>`` after any existing entries (RFC 9110 §7.6.3)."""
-    headers.append((b"via", b"1.1 " + via_name.encode("ascii", "replace")))
+    headers.append((b"via", via_value(via_name)))
     return headers
+
+
+def via_value(via_name: str) -> bytes:
+    """Our Via entry: ``1.1 <name>``."""
+    return b"1.1 " + via_name.encode("ascii", "replace")
 
 
 def request_headers_for_origin(
