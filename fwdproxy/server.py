@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
+import socket
 import sys
 import time
 import traceback
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -29,6 +32,7 @@ from fwdproxy.policy.names import IPAddress, canonical_address
 from fwdproxy.policy.rulefiles import release_freed_memory
 from fwdproxy.proxy.connection import handle
 from fwdproxy.proxy.context import ServerContext, own_host_names
+from fwdproxy.proxy.ownpages import Reached
 from fwdproxy.proxy.replies import close_gracefully, raw_error_response
 from fwdproxy.proxy.upstream import Pool
 from fwdproxy.sharedstats import PUBLISH_INTERVAL, SharedStats
@@ -38,6 +42,13 @@ from fwdproxy.stats import PUBLISHED_TOP
 # trio.serve_listeners does, rather than spin or die.
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_BACKOFF = 0.1
+# Connections accepted per wake-up at most; after a full burst the loop lets the others run.
+_ACCEPT_BURST = 64
+# Accept errors of one connection only (reset, refused by a firewall): it is skipped, as
+# trio's SocketListener skips them.
+_SKIPPED_ERRNOS = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET,
+                   errno.ETIMEDOUT, errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN,
+                   errno.EHOSTUNREACH, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 # Problems in rule files printed after a reload; `fwdproxy check --lint` lists them all.
 MAX_REPORTED_PROBLEMS = 50
 # How often the access-log buffer is written out.
@@ -129,6 +140,28 @@ async def open_listeners(listen: tuple[Listen, ...]) -> Listeners:
     return listeners
 
 
+def _accept_pending(raw: socket.socket) -> list[tuple[socket.socket, Any]]:
+    """The connections waiting on a listening socket (up to a burst), with their peers.
+
+    Raises:
+        OSError: out of a resource (EMFILE...) before anything was accepted; when some
+            were accepted already, those are returned and the error comes again next time.
+    """
+    accepted: list[tuple[socket.socket, Any]] = []
+    while len(accepted) < _ACCEPT_BURST:
+        try:
+            accepted.append(raw.accept())
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            if exc.errno in _SKIPPED_ERRNOS:
+                continue
+            if accepted:
+                break
+            raise
+    return accepted
+
+
 def _bound(listener: trio.SocketListener) -> Bound:
     host, port = listener.socket.getsockname()[:2]
     address = canonical_address(ipaddress.ip_address(host.split("%", 1)[0]))
@@ -187,9 +220,8 @@ async def serve(
                 system.start_soon(server.watch_rules)
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as acceptors:
-                    for listener, proxy_protocol in zip(listeners, listeners.proxy_protocol,
-                                                        strict=True):
-                        acceptors.start_soon(server.accept_loop, listener, handlers, proxy_protocol)
+                    for each in zip(listeners, listeners.proxy_protocol, bound, strict=True):
+                        acceptors.start_soon(server.accept_loop, *each, handlers)
                     task_status.started(Running(bound, ctx))
                     await shutdown.wait()
                     acceptors.cancel_scope.cancel()
@@ -237,10 +269,11 @@ class _Server:
         self.ctx = ctx
         self.active = 0  # connections being handled
 
-    async def run_handler(self, stream: trio.SocketStream, proxy_protocol: bool) -> None:
-        self.active += 1
-        try:
-            await handle(stream, self.ctx, proxy_protocol=proxy_protocol)
+    async def run_handler(self, stream: trio.SocketStream, proxy_protocol: bool,
+                          peer: Any, reached: Reached | None) -> None:
+        try:  # self.active was counted by the accept loop
+            await handle(stream, self.ctx, proxy_protocol=proxy_protocol, peer=peer,
+                         reached=reached)
         except Exception:  # a bug must cost one connection, never the proxy
             print("fwdproxy: internal error in a connection handler:", file=sys.stderr)
             traceback.print_exc()
@@ -263,24 +296,44 @@ class _Server:
         finally:
             self.ctx.finish(exchange)
 
-    async def accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery,
-                          proxy_protocol: bool) -> None:
+    async def accept_loop(self, listener: trio.SocketListener, proxy_protocol: bool,
+                          bound: Bound | None, handlers: trio.Nursery) -> None:
+        """Accept connections, every pending one per wake-up (one wait for a burst of
+        them), and start a handler for each; `bound` is the listener's address when it is
+        not a wildcard (then no connection needs to ask its socket which one it reached).
+        """
         limit = self.ctx.config.limits.max_connections
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno in _RESOURCE_ERRNOS:
+        sock = listener.socket
+        # A second descriptor of the listening socket, for accept() without trio's wrapper
+        # (which waits once per connection); it shares the non-blocking file description.
+        raw = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+        reached = Reached(bound.address, bound.port) if bound and bound.address else None
+        try:
+            while True:
+                try:
+                    accepted = _accept_pending(raw)
+                except OSError as exc:
+                    if exc.errno not in _RESOURCE_ERRNOS:
+                        raise
                     print(f"fwdproxy: accept: {exc.strerror}; backing off", file=sys.stderr)
                     await trio.sleep(_ACCEPT_BACKOFF)
                     continue
-                raise
-            except trio.ClosedResourceError:
-                return
-            if self.active >= limit:
-                handlers.start_soon(self.refuse_overload, stream)
-            else:
-                handlers.start_soon(self.run_handler, stream, proxy_protocol)
+                for conn, peer in accepted:
+                    stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+                    if self.active >= limit:
+                        handlers.start_soon(self.refuse_overload, stream)
+                    else:
+                        self.active += 1  # counted now: the rest of the burst sees it
+                        handlers.start_soon(self.run_handler, stream, proxy_protocol, peer, reached)
+                try:
+                    if len(accepted) == _ACCEPT_BURST:
+                        await trio.lowlevel.checkpoint()  # a flood must not hold the loop
+                    else:
+                        await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError:
+                    return
+        finally:
+            raw.close()
 
     async def watch_rules(self) -> None:
         """Reload on request (SIGHUP) or when a rules file changes; the new set is built

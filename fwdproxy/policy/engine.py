@@ -118,6 +118,9 @@ class PolicySelector(Protocol):
 ALLOWED = Verdict(True, "default", "allowed")
 
 
+_ADMITTED_CACHE_SIZE = 4096
+
+
 class Policy:
     """The decisions of this proxy, built once at startup from the configuration.
 
@@ -149,6 +152,9 @@ class Policy:
         self.listen_ports = frozenset(port for _, port in self.listeners)
         self.rules = rules
         self.policies = policies
+        # admit() per client: one per connection, from few clients. Bounded (cleared when
+        # full), so a scan from many addresses only churns it.
+        self._admitted: dict[IPAddress, Verdict] = {}
 
     def _copy(self, **changes: object) -> Policy:
         values: dict[str, object] = {
@@ -169,7 +175,15 @@ class Policy:
 
     def admit(self, client: IPAddress) -> Verdict:
         """May this client use the proxy at all? Checked before a byte is read."""
-        client = canonical_address(client)
+        verdict = self._admitted.get(client)
+        if verdict is None:
+            verdict = self._admit(canonical_address(client))
+            if len(self._admitted) >= _ADMITTED_CACHE_SIZE:
+                self._admitted.clear()
+            self._admitted[client] = verdict
+        return verdict
+
+    def _admit(self, client: IPAddress) -> Verdict:
         for network in self.clients:
             if client in network:
                 return Verdict(True, "config:clients", f"client in {network}")

@@ -67,6 +67,22 @@ def canonical_address(address: IPAddress) -> IPAddress:
     return address
 
 
+@functools.lru_cache(maxsize=4096)
+def socket_address(text: str) -> IPAddress:
+    """The canonical address in a socket address's host text (an IPv6 zone dropped).
+
+    Cached: two per client connection, from few distinct clients and listeners, and
+    parsing them each time was a visible share of a short connection's cost.
+    """
+    return canonical_address(ipaddress.ip_address(text.split("%", 1)[0]))
+
+
+@functools.lru_cache(maxsize=4096)
+def address_text(address: IPAddress) -> str:
+    """`str(address)`, cached: each request's log record needs it and str() is slow."""
+    return str(address)
+
+
 # Hosts whose canonical form is remembered: a busy proxy sees the same few hundred names
 # over and over, and the reduction (percent-decoding, IDNA, numeric IPv4 forms) costs more
 # than the lookup. Bounded, so a client sending endless names only churns it.

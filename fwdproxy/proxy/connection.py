@@ -12,7 +12,6 @@ proxy's own pages (`ownpages`) and a parent proxy (`parent`) have rooms of their
 from __future__ import annotations
 
 import functools
-import ipaddress
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,7 @@ from fwdproxy.errors import (
     RequestTimeout,
 )
 from fwdproxy.policy import RequestFacts
-from fwdproxy.policy.names import IPAddress, canonical_address
+from fwdproxy.policy.names import IPAddress, address_text, socket_address
 from fwdproxy.proxy.admission import authenticate, read_proxy_header
 from fwdproxy.proxy.context import ServerContext
 from fwdproxy.proxy.decisions import Decision, address_verdict, request_facts
@@ -63,43 +62,40 @@ def _fast_lane_applies(config: Config) -> bool:
             and connection_class(config.http_parser) is not h11.Connection)
 
 
+@functools.cache
+def _fast_lane_class() -> type[FastLane]:
+    from fwdproxy.proxy.fastlane import FastLane  # here: it needs httptools
+
+    return FastLane
+
+
 def _address_of(sockaddr: Any) -> IPAddress:
-    return _parsed_address(str(sockaddr[0]))
-
-
-@functools.lru_cache(maxsize=4096)
-def _address_text(address: IPAddress) -> str:
-    # For each request's log record (client and upstream): str() of an address is slow.
-    return str(address)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parsed_address(text: str) -> IPAddress:
-    # Two per connection, from few distinct clients and listeners: parsing them each time
-    # was a visible share of a short connection's cost. Addresses are immutable.
-    return canonical_address(ipaddress.ip_address(text.split("%", 1)[0]))
+    return socket_address(str(sockaddr[0]))
 
 
 async def handle(stream: trio.SocketStream, ctx: ServerContext, *,
-                 proxy_protocol: bool = False) -> None:
+                 proxy_protocol: bool = False, peer: Any = None,
+                 reached: Reached | None = None) -> None:
     """Serve one client connection until it closes; never raises for client misbehaviour.
 
     Args:
         stream: the accepted connection.
         ctx: what all connections share.
         proxy_protocol: the listener expects a PROXY protocol header first.
+        peer: the client's socket address as accept() returned it (else it is asked).
+        reached: the listener's address when it is not a wildcard (else it is asked).
     """
     try:
         try:
-            connection = ClientConnection(stream, ctx)
+            connection = ClientConnection(stream, ctx, peer=peer, reached=reached)
         except OSError:
             return  # reset before we looked at it
         if proxy_protocol and not await connection.read_proxy_header():
             return
         await connection.run()
     finally:
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        # What stream.aclose() does, without its checkpoint: a close cannot block here.
+        stream.socket.close()
 
 
 @dataclass(slots=True)
@@ -115,14 +111,17 @@ class _Tunnel:
 class ClientConnection:
     """The request loop of one client connection."""
 
-    def __init__(self, stream: trio.SocketStream, ctx: ServerContext) -> None:
+    def __init__(self, stream: trio.SocketStream, ctx: ServerContext, *, peer: Any = None,
+                 reached: Reached | None = None) -> None:
         """Raises OSError when the client is already gone (no peer address)."""
         self.stream = stream
         self.ctx = ctx
         self.config = ctx.config
-        self.client_ip = _address_of(stream.socket.getpeername())
-        local = stream.socket.getsockname()
-        self.reached = Reached(_address_of(local), int(local[1]))
+        self.client_ip = _address_of(peer if peer is not None else stream.socket.getpeername())
+        if reached is None:
+            local = stream.socket.getsockname()
+            reached = Reached(_address_of(local), int(local[1]))
+        self.reached = reached
         limits = self.config.limits
         self.http = H11Stream(stream, h11.SERVER, max_head_bytes=limits.max_head_bytes,
                               max_body_bytes=limits.max_request_body,
@@ -154,9 +153,8 @@ class ClientConnection:
             await self._refuse(Forbidden(verdict.reason, source=verdict.source), exchange)
             return
         if _fast_lane_applies(self.config):
-            from fwdproxy.proxy.fastlane import FastLane
-
-            self.fast = FastLane(self.ctx, self.http, self.stream.socket, self.client_ip, self.reached)
+            self.fast = _fast_lane_class()(self.ctx, self.http, self.stream.socket,
+                                           self.client_ip, self.reached)
         first = True
         while not self.ctx.draining:
             counted = (self.http.bytes_received, self.http.bytes_sent)
@@ -188,7 +186,7 @@ class ClientConnection:
             self.http.start_next_cycle()
 
     def _exchange(self) -> Exchange:
-        return Exchange(client=_address_text(self.client_ip), started=time.time())
+        return Exchange(client=address_text(self.client_ip), started=time.time())
 
     async def _refuse(self, exc: FwdproxyError, exchange: Exchange) -> None:
         """Answer without h11 (nothing read yet, or h11 refused the request) and close."""
@@ -415,7 +413,7 @@ class ClientConnection:
                                  http_parser=self.config.http_parser)
                 upstream = Upstream(stream, http, key, address)
             reusable = False
-            exchange.upstream_address = _address_text(upstream.address)
+            exchange.upstream_address = address_text(upstream.address)
             try:
                 reusable = await forward(
                     self.ctx.forward_settings, self.http, request, target, upstream, exchange,

@@ -30,7 +30,7 @@ import trio
 from fwdproxy.accesslog import Exchange
 from fwdproxy.errors import BadRequest, BodyTooLarge, ConnectionLost
 from fwdproxy.policy import Policy, RequestFacts, Verdict
-from fwdproxy.policy.names import IPAddress
+from fwdproxy.policy.names import IPAddress, address_text
 from fwdproxy.proxy import fdio
 from fwdproxy.proxy.context import ServerContext
 from fwdproxy.proxy.decisions import address_verdict, request_facts
@@ -209,7 +209,7 @@ class FastLane:
         self.http = http
         self.socket = sock
         self.client = client
-        self.client_text = str(client)
+        self.client_text = address_text(client)
         self.reached = reached
         limits = ctx.config.limits
         self.max_head = limits.max_head_bytes
