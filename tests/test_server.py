@@ -172,6 +172,29 @@ async def test_max_connections_third_client_gets_503(start_http_origin: StartHtt
     await second.aclose()
 
 
+async def test_max_connections_holds_within_one_burst_of_accepts(
+        start_http_origin: StartHttpOrigin, start_proxy: StartProxy) -> None:
+    # All five connect (the kernel completes the handshakes) before the proxy's accept
+    # loop runs again, so one wake-up accepts them all: the cap must count within it.
+    origin = await start_http_origin()
+    proxy = await start_proxy(limits={"max_connections": 2})
+    raw = [socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(5)]
+    clients = [trio.SocketStream(trio.socket.from_stdlib_socket(s)) for s in raw]
+    request = f"GET http://origin.test:{origin.port}/ HTTP/1.1\r\nHost: origin.test\r\n\r\n"
+    statuses = []
+    for client in clients:
+        await client.send_all(request.encode())
+        head = b""
+        while len(head) < 12:
+            chunk = await client.receive_some(65536)
+            assert chunk, head
+            head += chunk
+        statuses.append(head[9:12])
+    assert sorted(statuses) == [b"200", b"200", b"503", b"503", b"503"]
+    for client in clients:
+        await client.aclose()
+
+
 async def test_slowloris_gets_408_while_others_are_served(
         autojump_clock: trio.testing.MockClock, start_http_origin: StartHttpOrigin,
         start_proxy: StartProxy) -> None:
