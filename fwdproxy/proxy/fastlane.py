@@ -232,7 +232,6 @@ class FastLane:
         Raises:
             ConnectionLost: the transport failed.
         """
-        http = self.http
         try:
             if kept_alive:
                 await trio.lowlevel.wait_readable(self.socket)
@@ -240,6 +239,22 @@ class FastLane:
                 await trio.lowlevel.wait_readable(self.socket)
         except _TRANSPORT_ERRORS as exc:
             raise ConnectionLost(f"receive failed: {exc}") from exc
+        return self._take_head(data)
+
+    def head_at_hand(self) -> tuple[bool, FastRequest | None]:
+        """`read_head` without the wait: (False, None) when nothing of the next request
+        has come yet (or the transport failed: `read_head` then says so), else (True,
+        what `read_head` returns)."""
+        try:
+            data = fdio.read_some(fdio.live_fd(self.socket))
+        except _TRANSPORT_ERRORS:
+            data = None
+        if data is None:
+            return False, None
+        return True, self._take_head(data)
+
+    def _take_head(self, data: bytes) -> FastRequest | None:
+        http = self.http
         http.bytes_received += len(data)
         if not data:
             http.conn.receive_data(b"")
@@ -375,12 +390,18 @@ class FastLane:
         try:
             fd = fdio.live_fd(sock)
             await fdio.write_all(fd, sent)
-            # Wait before reading: an answer is never there the moment the request went out.
-            with trio.move_on_after(self.ctx.forward_settings.read_timeout):
-                await trio.lowlevel.wait_readable(sock)
-                data = fdio.read_some(fd)
-                if data:
-                    return data
+            # An answer is never there the moment the request went out, but often is once
+            # the other tasks had their turn: then neither a wait nor its time limit (a
+            # cancel scope, the dearer part) is needed. A checkpoint that can be cancelled:
+            # with the next request always at hand, it is the request loop's one.
+            await trio.lowlevel.checkpoint()
+            data = fdio.read_some(fd)
+            if data is None:
+                with trio.move_on_after(self.ctx.forward_settings.read_timeout):
+                    await trio.lowlevel.wait_readable(sock)
+                    data = fdio.read_some(fd)
+            if data:
+                return data
         except _TRANSPORT_ERRORS:
             pass
         # Nothing (silence for read_timeout, a close, a reset): the slow path's case for a

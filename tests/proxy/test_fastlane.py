@@ -591,6 +591,50 @@ async def test_a_chunked_response_is_resumed_by_the_slow_path(
     assert outcome.pool == 1
 
 
+async def test_a_request_that_came_meanwhile_is_taken_without_a_wait(
+        start_proxy: StartProxy, start_origin: StartOrigin, lanes: Lanes,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second request is sent while the origin holds the first one's answer: when the
+    # connection comes back for its next request, the head is at hand (no wait, no scope).
+    second_sent = trio.Event()
+
+    async def origin(stream: trio.SocketStream) -> None:
+        data = b""
+        for answered in range(2):
+            while data.count(b"\r\n\r\n") <= answered:
+                chunk = await stream.receive_some(65536)
+                assert chunk, data
+                data += chunk
+            await second_sent.wait()
+            await stream.send_all(SIMPLE)
+
+    at_hand: list[tuple[bool, bool]] = []
+    head_at_hand = FastLane.head_at_hand
+
+    def spied(self: FastLane) -> tuple[bool, FastRequest | None]:
+        came, request = head_at_hand(self)
+        at_hand.append((came, request is not None))
+        return came, request
+
+    monkeypatch.setattr(FastLane, "head_at_hand", spied)
+    port = await start_origin(origin)
+    proxy = await start_proxy(http_parser="httptools", via=VIA)
+    client = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+    async with client:
+        await client.send_all(fill(GET, port))
+        await trio.testing.wait_all_tasks_blocked()  # the proxy waits for the origin
+        await client.send_all(fill(GET, port))
+        second_sent.set()
+        received = b""
+        while received.count(b"\r\n\r\nhello") < 2:
+            chunk = await client.receive_some(65536)
+            assert chunk, received
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert lanes.served == [None, True]  # the first found no pooled connection
+    assert at_hand[0] == (True, True)
+
+
 async def test_h11_parser_turns_the_lane_off(start_proxy: StartProxy, start_origin: StartOrigin,
                                              lanes: Lanes, tmp_path: Path) -> None:
     origin = ScriptedOrigin()
