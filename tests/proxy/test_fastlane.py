@@ -37,7 +37,7 @@ from fwdproxy import config as config_module
 from fwdproxy.accesslog import Exchange
 from fwdproxy.errors import ConfigError
 from fwdproxy.proxy.fastlane import FastLane, FastRequest, Reply, plain_request, plain_response
-from tests.conftest import TEST_CONFIG, Handler, Proxy, log_fields, settled_log
+from tests.conftest import TEST_CONFIG, Handler, HttpClient, Proxy, log_fields, settled_log
 
 StartProxy = Callable[..., Awaitable[Proxy]]
 StartOrigin = Callable[[Handler], Awaitable[int]]
@@ -633,6 +633,41 @@ async def test_a_request_that_came_meanwhile_is_taken_without_a_wait(
     assert received.count(b"HTTP/1.1 200 OK\r\n") == 2
     assert lanes.served == [None, True]  # the first found no pooled connection
     assert at_hand[0] == (True, True)
+
+
+async def test_repeated_and_changed_heads_on_one_connection_each_go_where_they_say(
+        start_proxy: StartProxy, start_origin: StartOrigin, lanes: Lanes) -> None:
+    # The lane keeps the last head it read (and the request head it sent for it): a head
+    # repeated byte for byte is not parsed again, and any change is.
+    seen: list[bytes] = []
+
+    async def origin(stream: trio.SocketStream) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, data = data.split(b"\r\n\r\n", 1)
+            target = head.split(b" ")[1]
+            tag = re.search(rb"\r\nx-tag: (\w+)", head)
+            seen.append(target + b" " + (tag.group(1) if tag else b"-"))
+            await stream.send_all(ok(target))  # one write: the lane serves it
+
+    port = await start_origin(origin)
+    proxy = await start_proxy(http_parser="httptools", via=VIA)
+    client = await HttpClient.connect(proxy.port)
+    asked = [("/a", "-"), ("/a", "-"), ("/b", "-"), ("/a", "-"), ("/a?x", "-"), ("/a", "1"),
+             ("/a", "2"), ("/a", "2"), ("/a", "-")]
+    for path, tag in asked:
+        headers = [] if tag == "-" else [("X-Tag", tag)]
+        response, body = await client.get(f"http://origin.test:{port}{path}", headers)
+        assert response.status_code == 200
+        assert body == path.encode()
+    await client.aclose()
+    assert seen == [f"{path} {tag}".encode() for path, tag in asked]
+    assert lanes.served == [None] + [True] * (len(asked) - 1)
 
 
 async def test_h11_parser_turns_the_lane_off(start_proxy: StartProxy, start_origin: StartOrigin,
