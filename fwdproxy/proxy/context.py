@@ -56,6 +56,8 @@ class ServerContext:
 
     # The fast lane's decided URLs, by (client, listener, target): see proxy/fastlane.
     fast_routes: dict[tuple[object, ...], object] = field(default_factory=dict)
+    # The fast lane's parsed request heads, by their bytes (the limits are fixed at start).
+    fast_heads: dict[bytes, object] = field(default_factory=dict)
 
     forward_settings: ForwardSettings = field(init=False)
 

@@ -53,6 +53,10 @@ __all__ = ["FastLane", "FastRequest", "Reply", "Resumed", "plain_request", "plai
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _MAX_LENGTH_DIGITS = 18  # a Content-Length of at most 18 digits fits in 2^63 - 1
 _ROUTES_KEPT = 1024  # decided URLs kept (all clients); a full table starts again
+# Request heads kept parsed (all clients; clients repeat theirs byte for byte: polling,
+# one request per connection, benchmarks); only short ones, so the table stays small.
+_HEADS_KEPT = 512
+_HEAD_KEPT_SIZE = 2048
 _RESPONSE_LIMIT = 4 * fdio.RECEIVE_SIZE  # read past this, the slow path streams the rest
 
 
@@ -89,6 +93,7 @@ class _Route:
     verdict: Verdict
     key: tuple[str, str, int]  # the pool's key
     addresses: dict[IPAddress, Verdict]  # pooled connections' addresses, as judged
+    sent: tuple[FastRequest, bytes] | None = None  # the last request, as sent to the origin
 
 
 def plain_request(data: bytes, *, max_head: int, max_body: int | None) -> FastRequest | None:
@@ -216,11 +221,8 @@ class FastLane:
         self.max_body = limits.max_request_body
         # Shared by all connections: a client that opens one per request is decided once.
         self.routes = cast(dict[tuple[object, ...], _Route], ctx.fast_routes)
+        self.heads = cast(dict[bytes, FastRequest], ctx.fast_heads)
         self.resumed: Resumed | None = None
-        # The last head read and what it became, and the last request head sent for it:
-        # a client often repeats its request byte for byte (polling, a benchmark).
-        self.known: tuple[bytes, FastRequest] | None = None
-        self.sent: tuple[FastRequest, _Route, bytes] | None = None
 
     async def read_head(self, kept_alive: bool) -> FastRequest | None:
         """Wait for the next request head and read it.
@@ -263,14 +265,16 @@ class FastLane:
         if not data:
             http.conn.receive_data(b"")
             return None
-        known = self.known
-        if known is not None and known[0] == data:
-            return known[1]
+        request = self.heads.get(data)
+        if request is not None:
+            return request
         request = plain_request(data, max_head=self.max_head, max_body=self.max_body)
         if request is None:
             http.prime(data)
-        else:
-            self.known = (data, request)
+        elif len(data) <= _HEAD_KEPT_SIZE:
+            if len(self.heads) >= _HEADS_KEPT:
+                self.heads.clear()
+            self.heads[data] = request
         return request
 
     def take_resumed(self) -> Resumed | None:
@@ -365,11 +369,11 @@ class FastLane:
             self._hand_back(request)
             return None
         upstream, verdict = found
-        if self.sent is not None and self.sent[0] is request and self.sent[1] is route:
-            sent = self.sent[2]
+        if route.sent is not None and route.sent[0] is request:
+            sent = route.sent[1]
         else:
             sent = _origin_head(route.target, request.fields, self.ctx.via)
-            self.sent = (request, route, sent)
+            route.sent = (request, sent)
         answer = await self._exchange_bytes(upstream, sent)
         if answer is None:  # a dead pooled connection: the slow path retries
             await upstream.aclose()

@@ -637,8 +637,8 @@ async def test_a_request_that_came_meanwhile_is_taken_without_a_wait(
 
 async def test_repeated_and_changed_heads_on_one_connection_each_go_where_they_say(
         start_proxy: StartProxy, start_origin: StartOrigin, lanes: Lanes) -> None:
-    # The lane keeps the last head it read (and the request head it sent for it): a head
-    # repeated byte for byte is not parsed again, and any change is.
+    # The lane keeps the heads it parsed (and, per route, the request head it sent for
+    # the last one): a head repeated byte for byte is not parsed again, and any change is.
     seen: list[bytes] = []
 
     async def origin(stream: trio.SocketStream) -> None:
@@ -668,6 +668,16 @@ async def test_repeated_and_changed_heads_on_one_connection_each_go_where_they_s
     await client.aclose()
     assert seen == [f"{path} {tag}".encode() for path, tag in asked]
     assert lanes.served == [None] + [True] * (len(asked) - 1)
+    kept = proxy.running.context.fast_heads
+    assert len(kept) == 5  # the distinct heads
+
+    # A long head is served as well, but not kept.
+    client = await HttpClient.connect(proxy.port)
+    response, _ = await client.get(f"http://origin.test:{port}/long", [("X-Pad", "p" * 2100)])
+    assert response.status_code == 200
+    await client.aclose()
+    assert lanes.served[-1] is True
+    assert len(kept) == 5
 
 
 async def test_h11_parser_turns_the_lane_off(start_proxy: StartProxy, start_origin: StartOrigin,
