@@ -199,19 +199,19 @@ class ClientConnection:
         timeouts = self.config.timeouts
         timeout = timeouts.header if first else timeouts.keepalive
         received_before = self.http.bytes_received
-        came = False  # bytes of the next request (or the end) taken without a wait
-        if not first and self.fast is not None and self.http.fresh:
-            # Kept alive, the next request is often there already: then it needs
-            # neither a wait nor the cancel scope of its time limit.
-            came, fast = self.fast.head_at_hand()
+        lane, came = (self.fast if self.http.fresh else None), False
+        if lane is not None:
+            # Often the request is there already (sent as the client connected, or as it read
+            # the last answer): then it needs neither a wait nor its time limit's cancel scope.
+            came, fast = lane.head_at_hand()
             if fast is not None:
                 return fast
         scope = trio.CancelScope(deadline=trio.current_time() + timeout)
         self.ctx.idle_scopes.add(scope)
         try:
             with scope:
-                if self.fast is not None and self.http.fresh and not came:
-                    fast = await self.fast.read_head(not first)
+                if lane is not None and not came:
+                    fast = await lane.read_head()
                     if fast is not None:
                         return fast
                 event = await self.http.next_event()

@@ -224,12 +224,8 @@ class FastLane:
         self.heads = cast(dict[bytes, FastRequest], ctx.fast_heads)
         self.resumed: Resumed | None = None
 
-    async def read_head(self, kept_alive: bool) -> FastRequest | None:
-        """Wait for the next request head and read it.
-
-        Args:
-            kept_alive: a request was served on this connection already (the next one
-                has not come yet, usually: the wait comes first).
+    async def read_head(self) -> FastRequest | None:
+        """Wait for the next request head and read it (after `head_at_hand` found none).
 
         Returns:
             The request when the fast lane may serve it; otherwise None, with what was
@@ -239,8 +235,7 @@ class FastLane:
             ConnectionLost: the transport failed.
         """
         try:
-            if kept_alive:
-                await trio.lowlevel.wait_readable(self.socket)
+            await trio.lowlevel.wait_readable(self.socket)
             while (data := fdio.read_some(fdio.live_fd(self.socket))) is None:
                 await trio.lowlevel.wait_readable(self.socket)
         except _TRANSPORT_ERRORS as exc:
