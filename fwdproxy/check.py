@@ -19,7 +19,7 @@ from fwdproxy import config
 from fwdproxy.errors import BadRequest, ConfigError
 from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.policy.lint import LintBuilder
-from fwdproxy.policy.names import IPAddress, canonical_address, normalize_path
+from fwdproxy.policy.names import IPAddress, canonical_address, normalize_path, socket_address
 from fwdproxy.policy.rulefiles import load_rule_files
 from fwdproxy.proxy.resolver import LocalAddresses
 from fwdproxy.proxy.target import Target, parse_target
@@ -63,8 +63,7 @@ def _resolve(host: str, hosts: dict[str, tuple[IPAddress, ...]]) -> list[IPAddre
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
         return []
-    return list(dict.fromkeys(
-        canonical_address(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos))
+    return list(dict.fromkeys(socket_address(str(info[4][0])) for info in infos))
 
 
 def explain(policy: Policy, cfg: config.Config, url: str, client: IPAddress,

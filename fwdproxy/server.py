@@ -10,7 +10,6 @@ shutdown the accept loops stop, idle keep-alive connections close, requests in f
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 import sys
@@ -28,7 +27,7 @@ from fwdproxy.accesslog import Exchange
 from fwdproxy.config import Config, Listen, LoadedRules, load_rules, rules_fingerprint
 from fwdproxy.errors import ConfigError, ServiceUnavailable
 from fwdproxy.logwriter import AccessLog
-from fwdproxy.policy.names import IPAddress, canonical_address
+from fwdproxy.policy.names import IPAddress, socket_address
 from fwdproxy.policy.rulefiles import release_freed_memory
 from fwdproxy.proxy.connection import handle
 from fwdproxy.proxy.context import ServerContext, own_host_names
@@ -164,7 +163,7 @@ def _accept_pending(raw: socket.socket) -> list[tuple[socket.socket, Any]]:
 
 def _bound(listener: trio.SocketListener) -> Bound:
     host, port = listener.socket.getsockname()[:2]
-    address = canonical_address(ipaddress.ip_address(host.split("%", 1)[0]))
+    address = socket_address(host)
     return Bound(None if address.is_unspecified else address, int(port))
 
 
@@ -297,7 +296,7 @@ class _Server:
             self.ctx.finish(exchange)
 
     async def accept_loop(self, listener: trio.SocketListener, proxy_protocol: bool,
-                          bound: Bound | None, handlers: trio.Nursery) -> None:
+                          bound: Bound, handlers: trio.Nursery) -> None:
         """Accept connections, every pending one per wake-up (one wait for a burst of
         them), and start a handler for each; `bound` is the listener's address when it is
         not a wildcard (then no connection needs to ask its socket which one it reached).
@@ -307,7 +306,7 @@ class _Server:
         # A second descriptor of the listening socket, for accept() without trio's wrapper
         # (which waits once per connection); it shares the non-blocking file description.
         raw = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
-        reached = Reached(bound.address, bound.port) if bound and bound.address else None
+        reached = Reached(bound.address, bound.port) if bound.address is not None else None
         try:
             while True:
                 try:
