@@ -49,7 +49,13 @@ HOSTS_HOUSEKEEPING = frozenset({
 })
 
 # The common case, checked before anything slower: a lower-case ASCII host name.
-_PLAIN_HOST = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*\.?")
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_PLAIN_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # no trailing dot
+_PLAIN_HOST = re.compile(rf"{_PLAIN_NAME.pattern}\.?")
+# The million-line case, a hosts file's "0.0.0.0 name": the whole line in one match, the
+# name (less its one trailing dot) in group 1. Anything else about the line (upper case,
+# other spacing, a comment) goes the general way.
+_HOSTS_LINE = re.compile(rf"(?:0\.0\.0\.0|127\.0\.0\.1)[ \t]+({_PLAIN_NAME.pattern})\.?[ \t]*\r?\n?")
 _ADBLOCK_DOMAIN = re.compile(r"(@@)?\|\|([^/^$*|]+)\^\|?")
 _ADBLOCK_HEADER = re.compile(r"\[[A-Za-z][^\[\]]*\]")
 _COSMETIC = ("##", "#@#", "#?#", "#$#", "#%#")
@@ -253,7 +259,17 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
     batch_hosts: list[str] = []
     batch_lines: list[int] = []
     known_address = ""  # the hosts file's usual "0.0.0.0", once seen to be an address
+    hosts_line = _HOSTS_LINE.fullmatch if is_list else None
     for number, raw in enumerate(lines, 1):
+        if hosts_line is not None and (plain := hosts_line(raw)) is not None:
+            name = plain.group(1)
+            if not name[name.rfind(".") + 1].isdigit() and name not in HOSTS_HOUSEKEEPING:
+                batch_hosts.append(name)
+                batch_lines.append(number)
+                if len(batch_hosts) >= _BATCH:
+                    sink.domains(batch_hosts, batch_lines)
+                    batch_hosts, batch_lines = [], []
+                continue
         line = raw.strip()
         if number == 1:
             line = line.lstrip("\ufeff")
@@ -306,7 +322,7 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
                     name = tokens[1].lower()
                     if name[-1] == ".":
                         name = name[:-1]
-                    if (_PLAIN_HOST.fullmatch(name) and not name[name.rfind(".") + 1].isdigit()
+                    if (_PLAIN_NAME.fullmatch(name) and not name[name.rfind(".") + 1].isdigit()
                             and name not in HOSTS_HOUSEKEEPING):
                         batch_hosts.append(name)
                         batch_lines.append(number)

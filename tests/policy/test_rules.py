@@ -12,6 +12,8 @@ import ipaddress
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fwdproxy.policy.rules import (
     DOMAIN_AND_SUBDOMAINS,
@@ -190,6 +192,9 @@ TABLE = [
     case("127.0.0.1 localhost.", id="hosts-localhost-trailing-dot"),
     case("0.0.0.0 203.0.113.7", err("address"), id="hosts-address-as-name"),
     case("0.0.0.0 203.0.113.7.", err("address"), id="hosts-address-as-name-trailing-dot"),
+    # Once crashed the parser (IndexError) after the first trailing dot was dropped.
+    case("0.0.0.0 ads.example..", dom("ads.example"), id="hosts-two-trailing-dots"),
+    case("0.0.0.0 0..", err("0."), id="hosts-digit-two-trailing-dots"),
     case("0.0.0.0 a.com b.com # c", dom("a.com"), dom("b.com"), id="hosts-two-names-comment"),
     case("127.0.0.1 ads.example", dom("ads.example"), id="hosts-127"),
     case("::1 ads.example", dom("ads.example"), id="hosts-v6"),
@@ -367,6 +372,20 @@ def test_large_hosts_file_every_name_with_its_line() -> None:
     calls = parse(lines)
     expected = [dom(f"h{n}.example", n + 1) for n in range(1, 10_001) if n + 1 not in (5001, 7001)]
     assert_calls(calls, [*expected, err("bad..name", 7001)])
+
+
+@settings(max_examples=300)
+@given(address=st.sampled_from(["0.0.0.0", "127.0.0.1", "0.0.0.1"]),
+       gap=st.sampled_from([" ", "\t", "  ", " \t"]),
+       name=st.text(alphabet="abZ09_-.\u00e9\u0130 \t", min_size=1, max_size=16)
+       | st.sampled_from(["localhost", "Example.COM", "a.b..", "x.1", "x.1a", "_a._b"]),
+       end=st.sampled_from(["", "\n", " \n", "\t", "\r\n", ".", ".\n"]))
+def test_a_hosts_line_reads_the_same_on_the_quick_way_and_the_general_one(
+        address: str, gap: str, name: str, end: str) -> None:
+    # parse_lines takes "0.0.0.0 name" lines by one regex before its general checks; a
+    # trailing comment sends the same line the general way, which must agree.
+    line = f"{address}{gap}{name}{end}"
+    assert parse([line]) == parse([f"{line.rstrip()} # a comment\n"])
 
 
 def test_crlf_file_and_bom_keep_line_numbers() -> None:
