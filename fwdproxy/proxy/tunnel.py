@@ -103,7 +103,13 @@ class _Direction:
             await fdio.write_all(dst, data)
             self.count(len(data))
             moved += len(data)
-            await trio.lowlevel.checkpoint()  # the source may never make us wait
+            if len(data) < fdio.RECEIVE_SIZE:
+                # A short read took all there was: the next bytes (a handshake's answer)
+                # need a wait, and that wait is this turn's checkpoint. A read first would
+                # be a system call that finds nothing, and a yield of its own.
+                await trio.lowlevel.wait_readable(src)
+            else:
+                await trio.lowlevel.checkpoint()  # the source may never make us wait
         await _splice(src, dst, self.count)
 
 

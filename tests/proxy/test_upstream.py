@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 
 import h11
@@ -86,6 +87,20 @@ async def test_pool_discards_a_connection_the_origin_closed(start_origin, nurser
     await closed.wait()
     await trio.testing.wait_all_tasks_blocked()
     assert pool.take(upstream.key) is None
+
+
+async def test_pool_keeps_a_healthy_connection_past_descriptor_1023(start_origin) -> None:
+    # select() cannot look at descriptors past 1023 (common with thousands of tunnels):
+    # the health check once discarded every such connection as if the origin had closed.
+    upstream, _ = await _upstream(start_origin)
+    high = os.dup2(upstream.stream.socket.fileno(), 1500)
+    sock = trio.socket.from_stdlib_socket(socket.socket(fileno=high))
+    moved = Upstream(trio.SocketStream(sock), upstream.http, upstream.key, upstream.address)
+    pool = Pool(max_idle=4, max_idle_per_host=2, idle_timeout=30)
+    pool.put(moved)
+    assert pool.take(upstream.key) is moved
+    await moved.aclose()
+    await upstream.aclose()
 
 
 async def test_pool_caps_idle_connections_per_host(start_origin) -> None:
