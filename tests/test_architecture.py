@@ -29,6 +29,7 @@ PACKAGE_DIR = Path(fwdproxy.__file__).parent
 
 PURE_MODULES = sorted(
     {"fwdproxy.errors", "fwdproxy.proxy.framing", "fwdproxy.proxy.target", "fwdproxy.proxy.headers",
+     "fwdproxy.proxy.clienthello",
      "fwdproxy.site.pages", "fwdproxy.site.pac", "fwdproxy.site.statuspage", "fwdproxy.stats",
      "fwdproxy.policy"}
     # every room added to policy/ later is pure too, but for the one that reads the rule
