@@ -4,13 +4,18 @@ render it (pure).
 Formats, by the name the configuration gives (see `FORMATS`), one line per exchange:
 
 - ``fwdproxy`` (`format_line`): ``TIME CLIENT METHOD URL STATUS up=BYTES down=BYTES
-  DURATIONms VERDICT SOURCE "DETAIL"``; the verdict and the deciding rule are its point.
+  DURATIONms VERDICT SOURCE "DETAIL"``, and ``sni=NAME`` after it for a tunnel whose
+  ClientHello was read; the verdict and the deciding rule are its point.
 - ``squid`` (`format_squid`): Squid's native access.log, the one its ``logformat squid``
   defines as ``%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt``, which log
-  analysers (calamaris, sarg, GoAccess's SQUID format) read.
+  analysers (calamaris, sarg, GoAccess's SQUID format) read. A tunnel whose ClientHello
+  was read is logged by its server name, as Squid logs a peeked tunnel.
 - ``combined`` (`format_combined`): Apache/NCSA combined, as ``%h %l %u %t "%r" %>s %b
   "%{Referer}i" "%{User-Agent}i"`` writes it.
 - ``json`` (`format_json`): one JSON object per line, with every field of the record.
+
+The combined format has no field for a tunnel's server name: its request line is the
+CONNECT line as the client sent it.
 
 Every format keeps one record on one line: control characters, spaces and quotes in values
 the client chose are escaped the way that format's readers expect. The squid line is stamped
@@ -58,6 +63,7 @@ class Exchange:
         category: the category of the rule that decided (e.g. ``ads``), when one did.
         answered_by_proxy: True when the proxy itself sent the response head (an error
             page, a denial, a 407, its own info page) rather than relaying an origin's.
+        sni: the server name of a tunnel's TLS ClientHello, when it was read (connect_sni).
     """
 
     client: str
@@ -78,6 +84,7 @@ class Exchange:
     http_version: str = "1.1"
     category: str | None = None
     answered_by_proxy: bool = False
+    sni: str | None = None
 
 
 # -- escaping --------------------------------------------------------------------------
@@ -162,6 +169,7 @@ def format_line(exchange: Exchange, now: float) -> str:
         f"{_utc_stamp(exchange.started)} {exchange.client} {exchange.method} {_url(exchange.url)} "
         f"{exchange.status or '-'} up={exchange.bytes_up} down={exchange.bytes_down} "
         f"{_duration_ms(exchange, now)}ms {exchange.verdict} {exchange.source} \"{detail}\""
+        + (f" sni={_token(exchange.sni)}" if exchange.sni is not None else "")
     )
 
 
@@ -175,6 +183,8 @@ def squid_action(exchange: Exchange) -> str:
     """
     if exchange.status == 0:
         return "NONE_NONE"
+    if exchange.verdict == "deny" and exchange.method == "CONNECT":
+        return "TCP_DENIED"  # refused by its ClientHello, after the 200 (or before it)
     if exchange.answered_by_proxy:
         if exchange.status in (403, 407):
             return "TCP_DENIED"
@@ -197,10 +207,15 @@ def format_squid(exchange: Exchange, now: float) -> str:
     hierarchy = f"HIER_DIRECT/{upstream}" if upstream else "HIER_NONE/-"
     # %mt is the media type alone: Squid drops the parameters (``; charset=...``).
     media_type = (exchange.content_type or "").split(";", 1)[0].strip()
+    url = exchange.url
+    if exchange.sni is not None and exchange.method == "CONNECT":
+        # As Squid logs a peeked tunnel: by its ClientHello's name (the address it went to
+        # is in the hierarchy field).
+        url = f"{exchange.sni}:{url.rpartition(':')[2]}"
     return (
         f"{seconds:9d}.{micros // 1000:03d} {elapsed:6d} {_token(exchange.client)} "
         f"{squid_action(exchange)}/{exchange.status:03d} {exchange.bytes_down} "
-        f"{_token(exchange.method)} {_url(exchange.url)} {_token(exchange.user)} "
+        f"{_token(exchange.method)} {_url(url)} {_token(exchange.user)} "
         f"{hierarchy} {_token(media_type)}"
     )
 
@@ -258,6 +273,7 @@ def format_json(exchange: Exchange, now: float) -> str:
         "content_type": exchange.content_type,
         "referer": exchange.referer,
         "user_agent": exchange.user_agent,
+        "sni": exchange.sni,
     }
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 

@@ -94,6 +94,7 @@ def _chromium(binary: str, name: str) -> Callable[[int], None]:
     def run(port: int) -> None:
         with tempfile.TemporaryDirectory() as profile:
             subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu",
+                            "--disable-background-networking", "--disable-component-update",
                             f"--user-data-dir={profile}", "--no-first-run",
                             f"--host-resolver-rules=MAP {name} 127.0.0.1",
                             "--timeout=5000", "--dump-dom", f"https://{name}:{port}/"],

@@ -182,6 +182,14 @@ PROXY_PAGE = {"content_type": "text/html; charset=utf-8", "answered_by_proxy": T
                       "bytes_down": 39, "upstream_address": "2001:db8::1"},
                      "TCP_TUNNEL/200", "39 CONNECT [2001:db8::1]:443 - HIER_DIRECT/2001:db8::1 -",
                      id="tunnel-ipv6"),
+        pytest.param({"method": "CONNECT", "url": "192.0.2.20:443", "status": 200,
+                      "bytes_down": 4096, "upstream_address": "192.0.2.20", "sni": "www.example.org"},
+                     "TCP_TUNNEL/200", "4096 CONNECT www.example.org:443 - HIER_DIRECT/192.0.2.20 -",
+                     id="tunnel-by-its-server-name"),
+        pytest.param({"method": "CONNECT", "url": "192.0.2.20:443", "status": 200, "bytes_down": 46,
+                      "upstream_address": "192.0.2.20", "sni": "denied.example", "verdict": "deny"},
+                     "TCP_DENIED/200", "46 CONNECT denied.example:443 - HIER_DIRECT/192.0.2.20 -",
+                     id="tunnel-refused-by-its-client-hello"),
         pytest.param({**PROXY_PAGE, "method": "GET", "url": "/x", "status": 400, "bytes_down": 310},
                      "TAG_NONE/400", "310 GET /x - HIER_NONE/- text/html", id="bad-request"),
         pytest.param({**PROXY_PAGE, "status": 400, "bytes_down": 310},
@@ -338,7 +346,7 @@ def test_combined_user_is_one_field() -> None:
 
 JSON_KEYS = ["time", "client", "user", "method", "url", "status", "bytes_up", "bytes_down",
              "duration_ms", "verdict", "source", "category", "detail", "upstream", "content_type",
-             "referer", "user_agent"]
+             "referer", "user_agent", "sni"]
 
 
 def test_json_all_fields() -> None:
@@ -355,7 +363,7 @@ def test_json_all_fields() -> None:
         "bytes_down": 2048, "duration_ms": 42, "verdict": "deny", "source": "deny/ads.txt:12",
         "category": "ads", "detail": "listed", "upstream": None,
         "content_type": "text/html; charset=utf-8", "referer": "http://r.example/",
-        "user_agent": "curl/8.5",
+        "user_agent": "curl/8.5", "sni": None,
     }
 
 
@@ -365,8 +373,16 @@ def test_json_absent_values_are_null() -> None:
         "time": "2024-03-01T12:34:56.000Z", "client": "::1", "user": None, "method": None,
         "url": None, "status": None, "bytes_up": 0, "bytes_down": 0, "duration_ms": 0,
         "verdict": None, "source": None, "category": None, "detail": "", "upstream": None,
-        "content_type": None, "referer": None, "user_agent": None,
+        "content_type": None, "referer": None, "user_agent": None, "sni": None,
     }
+
+
+def test_a_tunnels_server_name_in_the_fwdproxy_and_json_lines() -> None:
+    record = exchange(method="CONNECT", url="203.0.113.7:443", status=200, verdict="deny",
+                      source="deny/x.txt:3", detail="tunnel refused", sni="denied.example")
+    assert format_line(record, T0).endswith('"tunnel refused" sni=denied.example')
+    assert json.loads(format_json(record, T0))["sni"] == "denied.example"
+    assert "sni=" not in format_line(exchange(method="CONNECT", url="h.example:443"), T0)
 
 
 def test_json_upstream_address() -> None:

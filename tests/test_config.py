@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from fwdproxy import config
-from fwdproxy.config import Config, Limits, Listen, Timeouts
+from fwdproxy.config import Config, Limits, Listen, SniSettings, Timeouts
 from fwdproxy.errors import ConfigError
 from fwdproxy.policy import PortRange
 
@@ -366,6 +366,15 @@ def test_default_via_name_is_a_token_whatever_the_host_name(monkeypatch: pytest.
         ('via: "two words"\n', "via"),
         ('via: "a,b"\n', "via"),
         ('via: "bücher"\n', "via"),
+        ("connect_sni: strict\n", "connect_sni.mode"),
+        ("connect_sni:\n  match: fuzzy\n", "connect_sni.match"),
+        ("connect_sni:\n  missing: maybe\n", "connect_sni.missing"),
+        ("connect_sni:\n  not_tls: drop\n", "connect_sni.not_tls"),
+        ("connect_sni:\n  ech: inner\n", "connect_sni.ech"),
+        ('connect_sni:\n  ports: ["9-1"]\n', "connect_sni.ports"),
+        ("connect_sni:\n  sni: yes\n", "sni"),
+        ("timeouts:\n  client_hello: 0\n", "timeouts.client_hello"),
+        ("limits:\n  client_hello_bytes: 1.5\n", "limits.client_hello_bytes"),
     ],
 )
 def test_errors_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
@@ -375,6 +384,23 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
     message = str(info.value)
     assert str(path) in message
     assert key in message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", SniSettings()),
+    ("connect_sni: log\n", SniSettings(mode="log")),
+    ("connect_sni: off\n", SniSettings(mode="off")),  # YAML reads a bare off as false
+    ("connect_sni:\n  mode: off\n", SniSettings(mode="off")),
+    ("connect_sni:\n  match: site\n  ports: [443, \"8443-8444\"]\n  missing: allow\n"
+     "  not_tls: allow\n  ech: refuse\n",
+     SniSettings(match="site", ports=(PortRange(443, 443), PortRange(8443, 8444)), missing="allow",
+                 not_tls="allow", ech="refuse")),
+])
+def test_connect_sni(tmp_path: Path, text: str, expected: SniSettings) -> None:
+    settings = config.load(write(tmp_path, text)).connect_sni
+    assert settings == expected
+    assert settings.applies(443) is (settings.mode != "off")
+    assert not settings.applies(22)
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])

@@ -34,12 +34,17 @@ from fwdproxy.config.settings import (
     DEFAULT_PORT,
     LOG_FORMATS,
     POLICY_FILE,
+    SNI_ECH,
+    SNI_MATCHES,
+    SNI_MODES,
+    SNI_OUTCOMES,
     AuthSettings,
     Config,
     Limits,
     Listen,
     PacSettings,
     ParentProxy,
+    SniSettings,
     Timeouts,
 )
 from fwdproxy.config.values import (
@@ -164,7 +169,7 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
     "access_log", "auth", "pac", "trusted_proxies", "upstream", "admin_clients", "timeouts",
-    "limits", "workers", "http_parser", "fast_path",
+    "limits", "workers", "http_parser", "fast_path", "connect_sni",
 }
 # More workers than this is a typo, not a machine.
 def parse_listen(value: Any, where: str) -> Listen:
@@ -244,6 +249,27 @@ def _pac(value: Any, where: str) -> PacSettings:
     except ValueError as exc:
         raise ConfigError(f"{where}.{exc}") from None
     return PacSettings(proxies, domains)
+
+
+def _connect_sni(value: Any, where: str) -> SniSettings:
+    """``enforce``, ``log`` or ``off``, or a mapping of SniSettings' fields."""
+    if not isinstance(value, dict):
+        value = {"mode": value}
+    only_keys(value, {"mode", "match", "ports", "missing", "not_tls", "ech"}, where)
+    if isinstance(value.get("mode"), bool):  # YAML reads a bare off as false (and on as true)
+        value = {**value, "mode": "enforce" if value["mode"] else "off"}
+    changes: dict[str, Any] = {}
+    for key, choices in (("mode", SNI_MODES), ("match", SNI_MATCHES), ("missing", SNI_OUTCOMES),
+                         ("not_tls", SNI_OUTCOMES), ("ech", SNI_ECH)):
+        if key in value:
+            text = str(value[key]).strip().lower()
+            if text not in choices:
+                raise ConfigError(f"{where}.{key}: {value[key]!r} is not one of {', '.join(choices)}")
+            changes[key] = text
+    if "ports" in value:
+        items = as_list(value["ports"], f"{where}.ports")
+        changes["ports"] = tuple(parse_port_range(v, f"{where}.ports[{i}]") for i, v in enumerate(items))
+    return SniSettings(**changes)
 
 
 def defaults() -> Config:
@@ -336,6 +362,8 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["http_parser"] = str(value)
         elif key == "workers":
             changes["workers"] = parse_workers(value, where)
+        elif key == "connect_sni":
+            changes["connect_sni"] = _connect_sni(value, where)
         elif key == "fast_path":
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: expected true or false")
@@ -416,6 +444,7 @@ __all__ = [
     "LoadedRules",
     "PacSettings",
     "ParentProxy",
+    "SniSettings",
     "Timeouts",
     "defaults",
     "from_mapping",

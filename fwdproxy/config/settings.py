@@ -68,6 +68,9 @@ class Timeouts:
     client_idle: float = 60.0
     # A tunnel with no bytes either way (Squid: 15 min for read_timeout on tunnels).
     tunnel_idle: float = 900.0
+    # From a tunnel's 200 to the whole TLS ClientHello (connect_sni): a client sends it
+    # at once, so this only bounds one that sends nothing, or too little.
+    client_hello: float = 10.0
     # After SIGTERM/SIGINT, how long requests in flight may take to finish.
     shutdown_grace: float = 10.0
     # How often the rules folder is checked for changed files (a stat per file).
@@ -90,6 +93,9 @@ class Limits:
     pool_max_idle_per_host: int = 256
     # How long an idle upstream connection is kept (origins often close at 60 s or less).
     pool_idle: float = 30.0
+    # The most a tunnel's first bytes are read for a whole ClientHello (connect_sni): two
+    # full TLS records; real ones take 0.5 to 2 KiB, post-quantum key shares included.
+    client_hello_bytes: int = 32_768
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,41 @@ class ParentProxy:
     def carries(self, host: str) -> bool:
         """Does a request for canonical `host` go through the parent?"""
         return not any(host == d or host.endswith("." + d) for d in self.direct)
+
+
+SNI_MODES = ("enforce", "log", "off")
+SNI_MATCHES = ("exact", "site")
+SNI_OUTCOMES = ("refuse", "allow")
+SNI_ECH = ("outer", "refuse")
+
+
+@dataclass(frozen=True, slots=True)
+class SniSettings:
+    """``connect_sni:``: what the TLS ClientHello that starts a CONNECT tunnel must name.
+
+    Attributes:
+        mode: ``enforce`` refuses what the rules refuse; ``log`` only logs what it would
+            refuse; ``off`` reads nothing (the tunnel is judged by its CONNECT line alone).
+        match: ``exact``: a tunnel to a name must send that name; ``site``: any name of the
+            same registrable domain (Public Suffix List) will do, judged by the rules too.
+        ports: tunnels to these ports must start with a ClientHello; others are not read.
+        missing: a ClientHello without a server name: ``refuse`` or ``allow``.
+        not_tls: anything but a ClientHello (or none within the time and byte limits).
+        ech: Encrypted Client Hello: ``outer`` judges the outer (public) name it shows;
+            ``refuse`` refuses it. Chromium sends an ECH extension on every connection (a
+            decoy with the real name outside), so ``refuse`` stops it too.
+    """
+
+    mode: str = "enforce"
+    match: str = "exact"
+    ports: tuple[PortRange, ...] = (PortRange(443, 443),)
+    missing: str = "refuse"
+    not_tls: str = "refuse"
+    ech: str = "outer"
+
+    def applies(self, port: int) -> bool:
+        """Is a tunnel to `port` read for its ClientHello?"""
+        return self.mode != "off" and any(port in r for r in self.ports)
 
 
 LOG_FORMATS = ("fwdproxy", "squid", "combined", "json")
@@ -166,6 +207,7 @@ class Config:
     workers: int = 0  # worker processes under a supervisor; 0: serve in this one process
     http_parser: str = "auto"  # auto (httptools when installed), h11 or httptools
     fast_path: bool = True  # plain GETs relayed as bytes (with httptools; see proxy/fastlane)
+    connect_sni: SniSettings = SniSettings()
 
     def via_name(self, bound_port: int) -> str:
         """Our Via name: configured, or host name and port (unique per node in a chain)."""

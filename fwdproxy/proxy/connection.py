@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -49,7 +48,7 @@ from fwdproxy.proxy.parent import connect_through_parent, open_parent
 from fwdproxy.proxy.replies import error_page_for, forbidden, send_error, send_raw_error
 from fwdproxy.proxy.resolver import resolve
 from fwdproxy.proxy.target import Target, parse_target
-from fwdproxy.proxy.tunnel import relay
+from fwdproxy.proxy.tunnel_session import OpenTunnel, SniTarget, run_tunnel
 from fwdproxy.proxy.upstream import Upstream, connect
 
 if TYPE_CHECKING:  # imported where used: the fast lane needs httptools, as the C parser does
@@ -98,16 +97,6 @@ async def handle(stream: trio.SocketStream, ctx: ServerContext, *,
         stream.socket.close()
 
 
-@dataclass(slots=True)
-class _Tunnel:
-    """A CONNECT that was answered 200, waiting to be relayed."""
-
-    stream: trio.SocketStream  # to the destination (or the parent proxy)
-    early: bytes  # client bytes h11 read past the CONNECT head
-    from_parent: bytes  # destination bytes a parent proxy sent past its 200
-    exchange: Exchange
-
-
 class ClientConnection:
     """The request loop of one client connection."""
 
@@ -126,7 +115,7 @@ class ClientConnection:
         self.http = H11Stream(stream, h11.SERVER, max_head_bytes=limits.max_head_bytes,
                               max_body_bytes=limits.max_request_body,
                               http_parser=self.config.http_parser)
-        self.tunnel: _Tunnel | None = None  # set by a CONNECT that got its 200
+        self.tunnel: OpenTunnel | None = None  # set by a CONNECT that got its 200
         self.fast: FastLane | None = None  # set in run(), once the client is known
 
     async def read_proxy_header(self) -> bool:
@@ -179,7 +168,7 @@ class ClientConnection:
                 # The client's h11 state is done with; only its byte counts were needed.
                 del self.http
                 self.fast = None  # it holds the client's h11 state too
-                await self._relay_tunnel(tunnel)
+                await run_tunnel(self.ctx, self.stream, tunnel)
                 return
             if not keep_going or not self.http.reusable or self.ctx.draining:
                 return
@@ -471,26 +460,13 @@ class ClientConnection:
                 await stream.aclose()
             raise
         # The relay itself runs from run(), once this request's frames (and the request,
-        # target, facts and decision they hold) are gone: an idle tunnel holds only what
-        # it needs, which counts when thousands are open.
-        self.tunnel = _Tunnel(stream, self.http.conn.trailing_data[0], from_parent, exchange)
-
-    async def _relay_tunnel(self, tunnel: _Tunnel) -> None:
-        """Relay an open tunnel until it ends, then log its exchange."""
-        exchange = tunnel.exchange
-        self.ctx.stats.tunnel_opened()
-        try:
-            result = await relay(self.stream, tunnel.stream, client_initial=tunnel.early,
-                                 upstream_initial=tunnel.from_parent,
-                                 idle_timeout=self.config.timeouts.tunnel_idle)
-            # The early bytes were counted when h11 read them; relay() counts them again.
-            exchange.bytes_up += result.bytes_up - len(tunnel.early)
-            exchange.bytes_down += result.bytes_down
-            exchange.detail = f"tunnel {result.ended}"
-        finally:
-            self.ctx.stats.tunnel_closed()
-            tunnel.stream.socket.close()  # aclose() without its checkpoint: this cannot block
-            self.ctx.finish(exchange)
+        # target and decision they hold) are gone: an idle tunnel holds only what it
+        # needs, which counts when thousands are open.
+        sni = self.config.connect_sni
+        vet = None
+        if sni.applies(target.port):
+            vet = SniTarget(sni, decision.policy, facts, address if parent is None else None)
+        self.tunnel = OpenTunnel(stream, self.http.conn.trailing_data[0], from_parent, exchange, vet)
 
     async def _serve_own_page(self, request: h11.Request, target: Target, exchange: Exchange) -> None:
         await serve_own_page(self.http, self.ctx, self.reached, self.client_ip, request, target, exchange)

@@ -259,13 +259,14 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> tuple[Target, list[Targ
     bench.origin = start_origin(procs, work, bench.load_cpu, args.big_mib * 2**20, args.builtin_origin)
     log(f"origin: {bench.origin.description}")
     (work / "empty").mkdir()
-    fwd = start_fwdproxy(procs, work, "fwdproxy", work / "empty", bench.proxy_cpu)
+    fwd = start_fwdproxy(procs, work, "fwdproxy", work / "empty", bench.proxy_cpu,
+                         tls_port=bench.origin.port_tls)
     if not fwd.running:
         raise SystemExit(f"fwdproxy did not start: {fwd.status}")
     bench.targets = [Target("direct", "direct"), fwd]
     if args.profile:
         profiled = start_fwdproxy(procs, work, "fwdproxy-profiled", work / "empty", bench.proxy_cpu,
-                                  profile=work / "profile.json")
+                                  tls_port=bench.origin.port_tls, profile=work / "profile.json")
         profiled.name = PROFILED_NAME
         log(f"{profiled.name}: {profiled.status}")
         bench.targets.append(profiled)

@@ -243,8 +243,11 @@ class Measurer:
     def curl_round(self, target: Target, tls: bool) -> dict[str, Any]:
         assert self.origin is not None and self.curl is not None
         origin = self.origin
-        url = (f"https://127.0.0.1:{origin.port_tls}/big" if tls else f"http://127.0.0.1:{origin.port_a}/big")
+        # TLS by the name localhost (so a server name is sent, for a proxy to judge),
+        # connected to 127.0.0.1 (through a proxy: CONNECT 127.0.0.1:T).
+        url = (f"https://localhost:{origin.port_tls}/big" if tls else f"http://127.0.0.1:{origin.port_a}/big")
         command = [self.curl, "-sS", "-o", "/dev/null", "--max-time", "300", "--cacert", str(origin.ca),
+                   "--connect-to", f"localhost:{origin.port_tls}:127.0.0.1:{origin.port_tls}",
                    "-w", "%{http_code} %{size_download} %{speed_download}"]
         if target.kind == "direct":
             command += ["--noproxy", "*"]

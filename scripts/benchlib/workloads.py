@@ -134,7 +134,9 @@ class Bench(Measurer):
         log(f"W5: writing {count:,} synthetic domains")
         big = self.work / "biglist"
         write_hosts_list(big, synthetic_domains(count))
-        loaded = start_fwdproxy(self.procs, self.work, "fwdproxy-list", big, self.proxy_cpu)
+        assert self.origin is not None
+        loaded = start_fwdproxy(self.procs, self.work, "fwdproxy-list", big, self.proxy_cpu,
+                                tls_port=self.origin.port_tls)
         self.w5_figures = {"domains": count, "startup_bare_s": bare.results.get("startup_s"),
                    "rss_bare_kib": bare.results.get("rss_start_kib")}
         if not loaded.running:
@@ -279,8 +281,9 @@ class Bench(Measurer):
                 pinning = f"core{'s' if cores > 2 else ''} {cpu}"
             else:
                 cpu, pinning = None, f"all cores ({ALL_CPUS}), the load generator's too"
+            assert self.origin is not None
             target = start_fwdproxy(self.procs, self.work, f"fwdproxy-workers{count}", self.work / "empty",
-                                    cpu, workers=count)
+                                    cpu, tls_port=self.origin.port_tls, workers=count)
             target.name = f"fwdproxy --workers {count}"
             target.results["workers"], target.results["pinning"] = count, pinning
             if target.running:
