@@ -9,6 +9,7 @@ address rules could still change the verdict.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import socket
 import sys
@@ -19,10 +20,18 @@ from fwdproxy import config
 from fwdproxy.errors import BadRequest, ConfigError
 from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.policy.lint import LintBuilder
-from fwdproxy.policy.names import IPAddress, canonical_address, normalize_path, socket_address
+from fwdproxy.policy.names import (
+    IPAddress,
+    canonical_address,
+    canonical_host,
+    normalize_path,
+    socket_address,
+)
 from fwdproxy.policy.rulefiles import load_rule_files
+from fwdproxy.policy.sni import HelloSeen, judge_hello
 from fwdproxy.proxy.resolver import LocalAddresses
 from fwdproxy.proxy.target import Target, parse_target
+from fwdproxy.proxy.tunnel_session import same_site
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="decide as at this local time (policy time windows)")
     parser.add_argument("--rules", type=Path, metavar="DIR", help="rules folder to use")
     parser.add_argument("--config", type=Path, metavar="FILE.yaml", help="configuration file")
+    parser.add_argument("--sni", metavar="NAME",
+                        help="for a CONNECT: the server name its TLS ClientHello sends, judged "
+                             "as connect_sni judges it")
     parser.add_argument("--lint", action="store_true",
                         help="report malformed lines, duplicates, shadowed entries and totals")
     return parser
@@ -66,9 +78,52 @@ def _resolve(host: str, hosts: dict[str, tuple[IPAddress, ...]]) -> list[IPAddre
     return list(dict.fromkeys(socket_address(str(info[4][0])) for info in infos))
 
 
+def _sni_verdict(policy: Policy, cfg: config.Config, facts: RequestFacts,
+                 name: str) -> tuple[Verdict | None, str]:
+    """connect_sni's verdict on a ClientHello naming `name` (None: nothing left to judge),
+    and the canonical name."""
+    try:
+        canonical, literal = canonical_host(name)
+    except BadRequest as exc:
+        return Verdict(False, "config:connect_sni", exc.detail), name
+    settings = cfg.connect_sni
+    seen = HelloSeen(None if literal is not None else canonical)
+    judged = judge_hello(seen, target_host=facts.host, target_is_ip=facts.ip is not None,
+                         match=settings.match, missing=settings.missing,
+                         not_tls=settings.not_tls, ech=settings.ech, same_site=same_site)
+    if not isinstance(judged, str):
+        return judged, canonical
+    named = dataclasses.replace(facts, host=judged, ip=None)
+    verdict = policy.decide(named)
+    if not verdict.final:
+        addresses = [facts.ip] if facts.ip is not None else _resolve(facts.host, dict(cfg.hosts))
+        local = LocalAddresses()
+        verdicts = [policy.decide_address(named, a, is_local=local(a), by_name=verdict) for a in addresses]
+        verdict = next((v for v in verdicts if v.allowed), verdicts[0] if verdicts else verdict)
+    return verdict, canonical
+
+
+def _sni_lines(policy: Policy, cfg: config.Config, facts: RequestFacts,
+               name: str) -> tuple[bool, list[str]]:
+    settings = cfg.connect_sni
+    if not settings.applies(facts.port):
+        why = "connect_sni is off" if settings.mode == "off" else "its port is not in connect_sni.ports"
+        return True, [f"    sni: {name}: not read ({why})"]
+    verdict, canonical = _sni_verdict(policy, cfg, facts, name)
+    if verdict is None:
+        return True, [f"    sni: {canonical}: the CONNECT name itself"]
+    word = "allowed" if verdict.allowed else ("refused" if settings.mode == "enforce" else
+                                               "would be refused (mode: log)")
+    return verdict.allowed or settings.mode == "log", [
+        f"    sni: {canonical}: {word} by {verdict.source}: {verdict.reason}"]
+
+
+# long: one branch per outcome (invalid, denied, resolved, by category, policy, SNI)
 def explain(policy: Policy, cfg: config.Config, url: str, client: IPAddress,
-            user: str | None, now: datetime | None) -> tuple[bool, list[str]]:
-    """(allowed, lines to print) for one URL."""
+            user: str | None, now: datetime | None,
+            sni: str | None = None) -> tuple[bool, list[str]]:
+    """(allowed, lines to print) for one URL (and, for a CONNECT, the ClientHello's
+    server name `sni`)."""
     try:
         target = as_target(url)
     except BadRequest as exc:
@@ -92,7 +147,10 @@ def explain(policy: Policy, cfg: config.Config, url: str, client: IPAddress,
             allowed = [v for v in verdicts if v.allowed]
             verdict = allowed[0] if allowed else verdicts[0]
             resolved_note = " (resolved to " + ", ".join(str(a) for a in addresses) + ")"
-    word = "ALLOW" if verdict.allowed else "DENY "
+    passes, sni_lines = verdict.allowed, list[str]()
+    if sni is not None and connect and verdict.allowed:
+        passes, sni_lines = _sni_lines(policy, cfg, facts, sni)
+    word = "ALLOW" if passes else "DENY "
     lines = [f"{word} {url}", f"    canonical: {canonical}{resolved_note}"]
     if verdict.category is not None:
         lines.append(f"    rule: {verdict.source} (category {verdict.category}): {verdict.rule}")
@@ -100,7 +158,7 @@ def explain(policy: Policy, cfg: config.Config, url: str, client: IPAddress,
         lines.append(f"    decided by: {verdict.source}: {verdict.reason}")
     if verdict.policy is not None:
         lines.append(f"    policy: {verdict.policy}")
-    return verdict.allowed, lines
+    return passes, lines + sni_lines
 
 
 def lint(root: Path) -> int:
@@ -160,7 +218,7 @@ def main(argv: list[str]) -> int:
     policy = cfg.policy(loaded)
     status = 0
     for url in args.urls:
-        allowed, lines = explain(policy, cfg, url, client, args.user, now)
+        allowed, lines = explain(policy, cfg, url, client, args.user, now, args.sni)
         print("\n".join(lines))
         if not allowed:
             status = 1

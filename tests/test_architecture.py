@@ -31,6 +31,7 @@ PURE_MODULES = sorted(
     {"fwdproxy.errors", "fwdproxy.proxy.framing", "fwdproxy.proxy.target", "fwdproxy.proxy.headers",
      "fwdproxy.proxy.clienthello",
      "fwdproxy.site.pages", "fwdproxy.site.pac", "fwdproxy.site.statuspage", "fwdproxy.stats",
+     "fwdproxy.site.refusals",
      "fwdproxy.policy"}
     # every room added to policy/ later is pure too, but for the one that reads the rule
     # folder's files (it still imports no trio, h11 or socket: see the direction tests)

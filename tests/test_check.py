@@ -105,6 +105,32 @@ def test_allowed_url_is_resolved_through_hosts(capsys: pytest.CaptureFixture[str
     ]
 
 
+@pytest.mark.parametrize(("args", "status", "last"), [
+    (["--sni", "social.example", "198.51.100.8:443"], 1,
+     "    sni: social.example: refused by deny/social.txt:1: blocked (social): "
+     "social.example and its subdomains"),
+    (["--sni", "site.example", "198.51.100.7:443"], 0,
+     "    sni: site.example: allowed by default: allowed"),
+    (["--sni", "social.example", "https://site.example/"], 1,
+     "    sni: social.example: refused by config:connect_sni.match: the ClientHello names "
+     "social.example, not site.example, the CONNECT target (domain fronting)"),
+    (["--sni", "Site.Example.", "https://site.example/"], 0,
+     "    sni: site.example: the CONNECT name itself"),
+    (["--sni", "198.51.100.7", "198.51.100.7:443"], 1,
+     "    sni: 198.51.100.7: refused by config:connect_sni.missing: the ClientHello names no "
+     "server (no SNI)"),
+    (["--sni", "social.example", "site.example:8443"], 0,
+     "    sni: social.example: not read (its port is not in connect_sni.ports)"),
+], ids=["address-denied-name", "address-allowed-name", "fronting", "same-name", "address-as-name",
+        "port-not-checked"])
+def test_sni_beside_the_connect_target(capsys: pytest.CaptureFixture[str], rules: Path, config: Path,
+                                       args: list[str], status: int, last: str) -> None:
+    config.write_text(config.read_text() + "connect_ports: [443, 8443]\n")
+    got, lines = check(capsys, rules, config, *args)
+    assert (got, lines[-1]) == (status, last)
+    assert lines[0].startswith("ALLOW " if status == 0 else "DENY  ")
+
+
 def test_allow_entry_beats_deny(capsys: pytest.CaptureFixture[str], rules: Path, config: Path) -> None:
     status, lines = check(capsys, rules, config, "http://work.ads.example/")
     assert status == 0

@@ -24,6 +24,7 @@ from fwdproxy.proxy.forward import ForwardSettings
 from fwdproxy.proxy.resolver import LocalAddresses
 from fwdproxy.proxy.upstream import Pool
 from fwdproxy.sharedstats import SharedStats
+from fwdproxy.site.refusals import RecentRefusals
 from fwdproxy.stats import PUBLISHED_TOP, Stats, StatsSnapshot, merge_snapshots
 
 __all__ = ["ServerContext", "own_host_names"]
@@ -53,6 +54,8 @@ class ServerContext:
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     # With --workers: the other workers' figures, added to ours on the status page.
     shared: SharedStats | None = None
+    # Each client's recent refusals, for its /blocked page.
+    refusals: RecentRefusals = field(default_factory=RecentRefusals)
 
     # The fast lane's decided URLs, by (client, listener, target): see proxy/fastlane.
     fast_routes: dict[tuple[object, ...], object] = field(default_factory=dict)
@@ -70,6 +73,8 @@ class ServerContext:
         """An exchange is over: log it and count it."""
         self.log.write(exchange)
         self.stats.record(exchange, time.time())
+        if exchange.verdict == "deny":
+            self.refusals.note(exchange)
         if self.shared is not None:
             self.shared.store(self.stats)
 

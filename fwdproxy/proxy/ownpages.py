@@ -5,7 +5,8 @@ Strategy: a request is for the proxy when its absolute URL names the listener th
 reached, or when it is in origin form (a browser opening the proxy's address, a PAC or WPAD
 fetch, a health check); the PAC, WPAD, health and metrics paths answer under any Host,
 since offices reach the proxy by whatever name they gave it. `/` is the status page for
-`admin_clients` and the info page for everyone else; `/metrics` is for admins only.
+`admin_clients` and the info page for everyone else; `/metrics` is for admins only;
+`/blocked` shows each client (each user, with authentication) its own recent refusals.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import h11
 from fwdproxy import __version__
 from fwdproxy.accesslog import Exchange
 from fwdproxy.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, ServiceUnavailable
-from fwdproxy.policy.names import IPAddress
+from fwdproxy.policy.names import IPAddress, address_text
+from fwdproxy.proxy.admission import authenticate
 from fwdproxy.proxy.context import ServerContext
 from fwdproxy.proxy.h11_stream import H11Stream
 from fwdproxy.proxy.headers import get_header
 from fwdproxy.proxy.target import Target, parse_host_header
 from fwdproxy.site.metrics import METRICS_CONTENT_TYPE, metrics_text
 from fwdproxy.site.pac import PAC_CONTENT_TYPE, pac_script
-from fwdproxy.site.pages import info_page
+from fwdproxy.site.pages import blocked_page, info_page
 from fwdproxy.site.statuspage import status_page
 
 __all__ = ["WELL_KNOWN_PATHS", "Reached", "host_header_names_us", "names_us", "serve_own_page"]
@@ -78,7 +80,7 @@ async def serve_own_page(http: H11Stream, ctx: ServerContext, reached: Reached, 
     exchange.verdict, exchange.source = "own-page", "-"
     if request.method not in (b"GET", b"HEAD"):
         raise MethodNotAllowed("the proxy's own pages answer GET and HEAD only")
-    body, content_type = await _render(ctx, reached, client_ip, request, target.path.split(b"?", 1)[0])
+    body, content_type = await _render(ctx, reached, client_ip, request, target)
     exchange.status = 200
     exchange.answered_by_proxy = True
     exchange.content_type = content_type
@@ -98,7 +100,8 @@ async def serve_own_page(http: H11Stream, ctx: ServerContext, reached: Reached, 
 
 
 async def _render(ctx: ServerContext, reached: Reached, client_ip: IPAddress, request: h11.Request,
-                  path: bytes) -> tuple[bytes, str]:
+                  target: Target) -> tuple[bytes, str]:
+    path = target.path.split(b"?", 1)[0]
     admin = any(client_ip in network for network in ctx.config.admin_clients)
     if path == b"/" and admin:
         loaded = ctx.loaded
@@ -107,6 +110,13 @@ async def _render(ctx: ServerContext, reached: Reached, client_ip: IPAddress, re
                            version=__version__), HTML
     if path == b"/":
         return info_page(reached.address), HTML
+    if path == b"/blocked":
+        user = None
+        if ctx.config.auth is not None:  # a user sees their own (a 407 asks who they are)
+            user = await authenticate(ctx, client_ip, request, target)
+        who = user or str(client_ip)
+        return blocked_page(ctx.refusals.of(address_text(client_ip), user), who=who,
+                            contact=ctx.config.contact), HTML
     if path == b"/metrics":
         if not admin:
             raise Forbidden("the metrics are for admin_clients only", source="config:admin_clients")

@@ -1,4 +1,4 @@
-"""The proxy's own HTML: error pages and the page at its own address.
+"""The proxy's own HTML: error pages, the page at its own address and /blocked.
 
 Every value that came from a request (host, URL, detail text) is HTML-escaped here, once.
 Pure: no I/O.
@@ -6,10 +6,16 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from html import escape
 from string import Template
+from typing import TYPE_CHECKING
 
 from fwdproxy import __version__
+
+if TYPE_CHECKING:
+    from fwdproxy.site.refusals import Refusal
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;"
@@ -57,8 +63,37 @@ browser or tools at it as their HTTP and HTTPS proxy.</p>
 <pre>curl -x http://{address} https://example.org/
 export http_proxy=http://{address} https_proxy=http://{address}
 git config --global http.proxy http://{address}
-pip install --proxy http://{address} PACKAGE</pre>"""
+pip install --proxy http://{address} PACKAGE</pre>
+<h2>Something blocked?</h2>
+<p><a href="/blocked">Recently blocked for you</a> lists what this proxy refused for your
+computer, with the rule that decided: browsers show no page for a blocked HTTPS site.</p>"""
     return _page("fwdproxy", body)
+
+
+def blocked_page(refusals: Sequence[Refusal], *, who: str, contact: str) -> bytes:
+    """/blocked: what the proxy recently refused for `who` (a computer's address, or a
+    user), newest first, each with the rule that decided; nobody else's."""
+    if refusals:
+        rows = ["<table><tr><th>Time (UTC)</th><th>Address</th><th>Category</th><th>Rule</th>"
+                "<th>Why</th></tr>"]
+        for refusal in refusals:
+            stamp = datetime.fromtimestamp(refusal.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            address = refusal.target if refusal.method != "CONNECT" else f"https://{refusal.target}"
+            if refusal.server_name is not None:
+                address += f" (asked for {refusal.server_name})"
+            rows.append(f"<tr><td>{stamp}</td><td><code>{escape(address)}</code></td>"
+                        f"<td>{escape(refusal.category or '-')}</td><td><code>{escape(refusal.source)}</code>"
+                        f"</td><td>{escape(refusal.reason)}</td></tr>")
+        rows.append("</table>")
+        listing = "\n".join(rows)
+    else:
+        listing = "<p>Nothing was blocked for you recently.</p>"
+    body = f"""<p>What this proxy refused recently for <b>{escape(who)}</b>, newest first. A
+browser shows no page for a blocked HTTPS site (only a connection error): it is listed
+here. If you need one of these for your work, contact {escape(contact)} and quote its
+rule.</p>
+{listing}"""
+    return _page("Recently blocked for you", body)
 
 
 # $-placeholders a site's own rules/blockpage.html may use; every value is HTML-escaped.

@@ -252,7 +252,9 @@ def status_page(snapshot: StatsSnapshot, *, rules_summary: str, rules_errors: in
         f"<dt>Problems</dt><dd>{problems}</dd>"
         f"<dt>Last reload</dt><dd>{escape(_clock(loaded_at))} "
         f"({escape(human_duration(s.taken_at - loaded_at))} ago)</dd>"
-        "</dl></section>"
+        "</dl><p>Users see their own recent blocks at <a href=\"/blocked\">/blocked</a> "
+        "(browsers show no page for a blocked HTTPS site): tell them to bookmark it.</p>"
+        "</section>"
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

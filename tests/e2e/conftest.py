@@ -440,9 +440,11 @@ def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
 
 
 @pytest.fixture
-def proxy(start_proxy: StartProxy) -> ProxyProcess:
-    """A proxy with the e2e config."""
-    return start_proxy()
+def proxy(start_proxy: StartProxy, tls_origin: Origin) -> ProxyProcess:
+    """A proxy with the e2e config, checking the ClientHello of every tunnel to the TLS
+    origin (connect_sni, as for port 443): each HTTPS client's real handshake goes through
+    the check."""
+    return start_proxy({"connect_sni": {"ports": [tls_origin.port]}})
 
 
 def require(program: str) -> str:

@@ -170,7 +170,14 @@ def test_browser_https_page_through_proxy(
                             timeout=BROWSER_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
     assert "served over TLS" in result.stdout
     assert "/tls.html" in [r.path for r in tls_origin.requests]
+    # Chromium's ClientHello (GREASE, an ECH extension, post-quantum key shares) was read
+    # and judged, and the handshake completed: the check relayed it unchanged.
     proxy.wait_for_log("CONNECT", tls_origin.authority, 200)
+    deadline = time.monotonic() + BROWSER_TIMEOUT
+    needle = f" CONNECT {tls_origin.authority} 200 "
+    while not any(needle in line and line.endswith(" sni=origin.test") for line in proxy.log_lines()):
+        assert time.monotonic() < deadline, proxy.log_lines()  # (a preconnect may log first)
+        time.sleep(0.1)  # polling the log file another process writes, bounded by the deadline
 
 
 def test_browser_uses_the_proxys_own_pac_file(

@@ -49,6 +49,14 @@ def logged_url(origin: Origin, path: str = f"/{FILE_NAME}") -> tuple[str, str]:
     return "GET", origin.url(path)
 
 
+def assert_visit(proxy: ProxyProcess, origin: Origin) -> None:
+    """The visit is in the access log; through a tunnel, with the server name its real
+    ClientHello sent, read and judged by the proxy (connect_sni)."""
+    line = proxy.wait_for_log(*logged_url(origin), 200)
+    if origin.scheme == "https":
+        assert line.endswith(" sni=origin.test"), line
+
+
 @pytest.fixture(params=["http", "https"])
 def origin(request: pytest.FixtureRequest) -> Origin:
     """The plain origin, then the TLS one (reached through a CONNECT tunnel)."""
@@ -76,7 +84,7 @@ def test_curl_get(proxy: ProxyProcess, origin: Origin, ca_pem: Path) -> None:
     result = curl_bytes("--cacert", ca_pem, "-x", proxy.url, origin.url())
     assert result.returncode == 0, result.stderr
     assert result.stdout == FILE_BODY
-    proxy.wait_for_log(*logged_url(origin), 200)
+    assert_visit(proxy, origin)
 
 
 def test_curl_large_downloads_on_one_connection(
@@ -204,7 +212,7 @@ def test_requests(proxy: ProxyProcess, origin: Origin, ca_pem: Path) -> None:
                                headers={"Connection": "close"})
         assert response.status_code == 200
         assert response.content == FILE_BODY
-    proxy.wait_for_log(*logged_url(origin), 200)
+    assert_visit(proxy, origin)
 
 
 def test_httpx(proxy: ProxyProcess, origin: Origin, client_ssl_context: ssl.SSLContext) -> None:
@@ -213,7 +221,7 @@ def test_httpx(proxy: ProxyProcess, origin: Origin, client_ssl_context: ssl.SSLC
         response = client.get(origin.url())
         assert response.status_code == 200
         assert response.content == FILE_BODY
-    proxy.wait_for_log(*logged_url(origin), 200)
+    assert_visit(proxy, origin)
 
 
 def test_urllib(proxy: ProxyProcess, origin: Origin, client_ssl_context: ssl.SSLContext) -> None:
@@ -224,7 +232,7 @@ def test_urllib(proxy: ProxyProcess, origin: Origin, client_ssl_context: ssl.SSL
     with opener.open(origin.url(), timeout=REQUEST_TIMEOUT) as response:
         assert response.status == 200
         assert response.read() == FILE_BODY
-    proxy.wait_for_log(*logged_url(origin), 200)
+    assert_visit(proxy, origin)
 
 
 # -- git -----------------------------------------------------------------------------------
