@@ -366,6 +366,7 @@ def test_default_via_name_is_a_token_whatever_the_host_name(monkeypatch: pytest.
         ('via: "two words"\n', "via"),
         ('via: "a,b"\n', "via"),
         ('via: "bücher"\n', "via"),
+        ("safe_search: maybe\n", "safe_search"),
         ("connect_sni: strict\n", "connect_sni.mode"),
         ("connect_sni:\n  match: fuzzy\n", "connect_sni.match"),
         ("connect_sni:\n  missing: maybe\n", "connect_sni.missing"),

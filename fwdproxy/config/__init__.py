@@ -17,7 +17,7 @@ import base64
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -34,6 +34,7 @@ from fwdproxy.config.settings import (
     DEFAULT_PORT,
     LOG_FORMATS,
     POLICY_FILE,
+    SAFE_SEARCH_FILE,
     SNI_ECH,
     SNI_MATCHES,
     SNI_MODES,
@@ -65,6 +66,7 @@ from fwdproxy.policy.names import canonical_host
 from fwdproxy.policy.policies import Policies, PolicyError
 from fwdproxy.policy.policyfile import parse_policies
 from fwdproxy.policy.rulefiles import load_rule_files
+from fwdproxy.policy.safesearch import SafeSearch, parse_safe_search
 from fwdproxy.proxy.h11_stream import connection_class
 from fwdproxy.proxy.headers import is_via_token
 from fwdproxy.site.pac import pac_script
@@ -82,6 +84,7 @@ class LoadedRules:
     loaded_at: float
     fingerprint: tuple[tuple[str, int, int], ...] = ()  # of the files, taken before reading
     htpasswd: Htpasswd | None = None  # the users of `auth:`, reloaded with the rules
+    safe_search: SafeSearch = field(default_factory=SafeSearch)  # safesearch.txt's mapping
 
     @property
     def summary(self) -> str:
@@ -161,15 +164,29 @@ def load_rules(root: Path | None, auth: AuthSettings | None = None) -> LoadedRul
             raise ConfigError(f"{root}/{exc}") from None
     template_path = root / BLOCK_TEMPLATE
     template = _read_text(template_path) if template_path.is_file() else None
-    problems = tuple(rules.errors) + (htpasswd.skipped if htpasswd is not None else ())
+    safe_search = _safe_search(root)
+    problems = (tuple(rules.errors) + safe_search.errors
+                + (htpasswd.skipped if htpasswd is not None else ()))
     return LoadedRules(root, rules, policies, template, problems, time.time(), fingerprint,
-                       htpasswd)
+                       htpasswd, safe_search)
+
+
+def _safe_search(root: Path) -> SafeSearch:
+    """The folder's safesearch.txt, else the bundled one (an office's own rules folder
+    need not copy it); a bad line is a problem of the folder, skipped."""
+    path = root / SAFE_SEARCH_FILE
+    if not path.is_file():
+        path = BUNDLED_RULES / SAFE_SEARCH_FILE
+        if not path.is_file():
+            return SafeSearch()
+    shown = f"{root.name}/{SAFE_SEARCH_FILE}" if path.parent == root else SAFE_SEARCH_FILE
+    return parse_safe_search(_read_text(path).splitlines(), shown)
 
 
 TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
     "access_log", "auth", "pac", "trusted_proxies", "upstream", "admin_clients", "timeouts",
-    "limits", "workers", "http_parser", "fast_path", "connect_sni",
+    "limits", "workers", "http_parser", "fast_path", "connect_sni", "safe_search",
 }
 # More workers than this is a typo, not a machine.
 def parse_listen(value: Any, where: str) -> Listen:
@@ -362,6 +379,10 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
             changes["http_parser"] = str(value)
         elif key == "workers":
             changes["workers"] = parse_workers(value, where)
+        elif key == "safe_search":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: expected true or false")
+            changes["safe_search"] = value
         elif key == "connect_sni":
             changes["connect_sni"] = _connect_sni(value, where)
         elif key == "fast_path":

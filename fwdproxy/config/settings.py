@@ -44,6 +44,7 @@ DEFAULT_CONNECT_PORTS = (443,)
 # does (the checkout's top-level rules/ is a link to it).
 BUNDLED_RULES = Path(str(resources.files("fwdproxy").joinpath("rules")))
 BLOCK_TEMPLATE = "blockpage.html"
+SAFE_SEARCH_FILE = "safesearch.txt"
 POLICY_FILE = "policy.yaml"
 
 
@@ -208,6 +209,7 @@ class Config:
     http_parser: str = "auto"  # auto (httptools when installed), h11 or httptools
     fast_path: bool = True  # plain GETs relayed as bytes (with httptools; see proxy/fastlane)
     connect_sni: SniSettings = SniSettings()
+    safe_search: bool = False  # connect to the safe-search addresses (rules/safesearch.txt)
 
     def via_name(self, bound_port: int) -> str:
         """Our Via name: configured, or host name and port (unique per node in a chain)."""
@@ -226,4 +228,5 @@ class Config:
             deny_local=self.deny_local,
             rules=loaded.rules if loaded is not None else None,
             policies=loaded.policies if loaded is not None else None,
+            safe_search=self.safe_search,
         )

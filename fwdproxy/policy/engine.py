@@ -107,6 +107,8 @@ class PolicyChoice(Protocol):
     def deny(self) -> frozenset[str]: ...
     @property
     def default(self) -> str: ...
+    @property
+    def safe_search(self) -> bool | None: ...
 
 
 class PolicySelector(Protocol):
@@ -131,6 +133,8 @@ class Policy:
         deny_local: also refuse every address of this machine (the ``local`` entry).
         listeners: our own listening (address, port) pairs; an address of None is a
             wildcard listener (every local address on that port).
+        safe_search: clients get the safe-search addresses, unless their policy says
+            otherwise (see `wants_safe_search`).
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class Policy:
         listeners: Iterable[tuple[IPAddress | None, int]] = (),
         rules: RuleSet | None = None,
         policies: PolicySelector | None = None,
+        safe_search: bool = False,
     ) -> None:
         self.clients = tuple(clients)
         self.connect_ports = tuple(connect_ports)
@@ -152,6 +157,7 @@ class Policy:
         self.listen_ports = frozenset(port for _, port in self.listeners)
         self.rules = rules
         self.policies = policies
+        self.safe_search = safe_search
         # admit() per client: one per connection, from few clients. Bounded (cleared when
         # full), so a scan from many addresses only churns it.
         self._admitted: dict[IPAddress, Verdict] = {}
@@ -161,6 +167,7 @@ class Policy:
             "clients": self.clients, "connect_ports": self.connect_ports,
             "deny_destinations": self.deny_destinations, "deny_local": self.deny_local,
             "listeners": self.listeners, "rules": self.rules, "policies": self.policies,
+            "safe_search": self.safe_search,
         }
         values.update(changes)
         return Policy(**values)  # type: ignore[arg-type]
@@ -215,6 +222,14 @@ class Policy:
         if facts.scheme == "http" and facts.path is not None:
             matches += rules.match_url(facts.host, facts.port, facts.path, facts.url or "")
         return self._judge(facts, matches)
+
+    def wants_safe_search(self, facts: RequestFacts) -> bool:
+        """Does this request's client get the safe-search addresses? Its policy says so,
+        or else the configuration's ``safe_search``."""
+        chosen = self._chosen(facts)
+        if chosen is not None and chosen.safe_search is not None:
+            return chosen.safe_search
+        return self.safe_search
 
     def _chosen(self, facts: RequestFacts) -> PolicyChoice | None:
         if self.policies is None:

@@ -88,7 +88,7 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAYS = frozenset(range(7))
 
 TOP_KEYS = ("timezone", "groups", "policies")
-POLICY_KEYS = ("name", "clients", "when", "deny", "allow", "default")
+POLICY_KEYS = ("name", "clients", "when", "deny", "allow", "default", "safe_search")
 WINDOW_KEYS = ("days", "hours")
 USER_PREFIX = "user:"
 
@@ -177,6 +177,8 @@ class PolicyRule:
         deny: deny categories this policy enforces ("*" already expanded).
         allow: categories always allowed; allow beats deny.
         default: the action for requests no category decides.
+        safe_search: whether its clients get the safe-search addresses (None: as
+            fwdproxy.yaml's ``safe_search`` says).
     """
 
     name: str
@@ -187,6 +189,7 @@ class PolicyRule:
     deny: frozenset[str]
     allow: frozenset[str]
     default: Action
+    safe_search: bool | None = None
 
     def matches(self, client: IPAddress, user: str | None, now: datetime) -> bool:
         """Does this policy apply to `client` (authenticated as `user`) at `now`?

@@ -301,17 +301,7 @@ def _parse_policy(context: _Context, node: _Node, index: int) -> PolicyRule:
     name = reader.scalar(keys["name"][1], f"policies[{index}]: name")
     what = f"policy {name!r}"
 
-    networks: list[IPNetwork] = []
-    users: set[str] = set()
-    if "clients" in keys:
-        value = keys["clients"][1]
-        entries = reader.items(value, f"{what}: clients")
-        if not entries:
-            raise reader.error(value, f"{what}: clients is empty (omit it to match every client)")
-        for item in entries:
-            networks_, users_ = _parse_client(context, item, f"{what}: clients")
-            networks.extend(n for n in networks_ if n not in networks)
-            users.update(users_)
+    networks, users = _parse_clients(context, keys["clients"][1], what) if "clients" in keys else ([], set())
 
     when: list[TimeWindow] = []
     if "when" in keys:
@@ -339,6 +329,10 @@ def _parse_policy(context: _Context, node: _Node, index: int) -> PolicyRule:
         else:
             raise reader.error(value, f"{what}: default must be allow or deny, got {text!r}")
 
+    safe_search = None
+    if "safe_search" in keys:
+        safe_search = _parse_flag(reader, keys["safe_search"][1], f"{what}: safe_search")
+
     return PolicyRule(
         name=name,
         source=reader.where(node),
@@ -348,7 +342,29 @@ def _parse_policy(context: _Context, node: _Node, index: int) -> PolicyRule:
         deny=deny,
         allow=allow,
         default=default,
+        safe_search=safe_search,
     )
+
+
+def _parse_clients(context: _Context, value: _Node, what: str) -> tuple[list[IPNetwork], set[str]]:
+    reader = context.reader
+    entries = reader.items(value, f"{what}: clients")
+    if not entries:
+        raise reader.error(value, f"{what}: clients is empty (omit it to match every client)")
+    networks: list[IPNetwork] = []
+    users: set[str] = set()
+    for item in entries:
+        networks_, users_ = _parse_client(context, item, f"{what}: clients")
+        networks.extend(n for n in networks_ if n not in networks)
+        users.update(users_)
+    return networks, users
+
+
+def _parse_flag(reader: _Reader, node: _Node, what: str) -> bool:
+    text = reader.scalar(node, what).lower()
+    if text not in ("true", "false", "yes", "no", "on", "off"):
+        raise reader.error(node, f"{what} must be true or false, got {text!r}")
+    return text in ("true", "yes", "on")
 
 
 def _parse_client(context: _Context, node: _Node, what: str) -> tuple[Iterable[IPNetwork], Iterable[str]]:

@@ -33,7 +33,7 @@ from fwdproxy.policy import RequestFacts
 from fwdproxy.policy.names import IPAddress, address_text, socket_address
 from fwdproxy.proxy.admission import authenticate, read_proxy_header
 from fwdproxy.proxy.context import ServerContext
-from fwdproxy.proxy.decisions import Decision, address_verdict, request_facts
+from fwdproxy.proxy.decisions import Decision, address_verdict, request_facts, safe_search_host
 from fwdproxy.proxy.forward import RetryOnNewConnection, UpstreamAborted, forward
 from fwdproxy.proxy.h11_stream import H11Stream, connection_class
 from fwdproxy.proxy.headers import has_our_via
@@ -315,7 +315,10 @@ class ClientConnection:
         if not verdict.allowed and (verdict.final or parent is not None):
             raise forbidden(verdict, target)
         # Not final: address rules may still lift or confirm it once the host is resolved.
-        decision = Decision(policy, verdict, exchange, parent)
+        dial = safe_search_host(self.ctx, policy, facts) if parent is None else None
+        if dial is not None:
+            exchange.detail = f"safe search: connected to {dial}"
+        decision = Decision(policy, verdict, exchange, parent, dial)
         if connect:
             await self._tunnel(target, facts, decision, exchange)
         else:
@@ -334,10 +337,9 @@ class ClientConnection:
 
     async def _vetted_addresses(self, target: Target, facts: RequestFacts,
                                 decision: Decision) -> list[IPAddress]:
-        addresses = await resolve(
-            target.host, target.port, literal=target.ip, hosts=self.config.hosts,
-            timeout=self.config.timeouts.dns,
-        )
+        host, literal = (decision.dial_host, None) if decision.dial_host else (target.host, target.ip)
+        addresses = await resolve(host, target.port, literal=literal, hosts=self.config.hosts,
+                                  timeout=self.config.timeouts.dns)
         allowed: list[IPAddress] = []
         denial: Forbidden | None = None
         for address in addresses:
@@ -392,7 +394,9 @@ class ClientConnection:
                        decision: Decision, exchange: Exchange) -> None:
         continue_sent = await self._wait_for_body_start()
         parent = decision.parent
-        key = ("parent", parent.host, parent.port) if parent else ("http", target.host, target.port)
+        # Safe search connects elsewhere: its connections are pooled apart.
+        dialled = decision.dial_host or target.host
+        key = ("parent", parent.host, parent.port) if parent else ("http", dialled, target.port)
         resumed = self.fast.take_resumed() if self.fast is not None else None
         upstream = resumed.upstream if resumed is not None else self.ctx.pool.take(key)
         if resumed is None and upstream is not None and parent is None and self._address_verdict_denial(

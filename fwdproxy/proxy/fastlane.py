@@ -33,7 +33,7 @@ from fwdproxy.policy import Policy, RequestFacts, Verdict
 from fwdproxy.policy.names import IPAddress, address_text
 from fwdproxy.proxy import fdio
 from fwdproxy.proxy.context import ServerContext
-from fwdproxy.proxy.decisions import address_verdict, request_facts
+from fwdproxy.proxy.decisions import address_verdict, request_facts, safe_search_host
 from fwdproxy.proxy.framing import check_request_head
 from fwdproxy.proxy.h11_stream import H11Stream
 from fwdproxy.proxy.headers import (
@@ -301,8 +301,8 @@ class FastLane:
             return None
         facts = request_facts(self.ctx, self.client, policy, target, "GET", None, False)
         verdict = policy.decide(facts)
-        if not verdict.allowed:
-            return None
+        if not verdict.allowed or safe_search_host(self.ctx, policy, facts) is not None:
+            return None  # the slow path refuses it, or connects to the safe-search name
         route = _Route(policy, target, target.url(), facts, verdict,
                        ("http", target.host, target.port), {})
         if policy.policies is None:  # else the time of day may change the verdict

@@ -46,6 +46,15 @@ def parse(text: str, *, deny: frozenset[str] = DENY, allow: frozenset[str] = ALL
                           yaml_module=yaml)
 
 
+@pytest.mark.parametrize(("line", "expected"), [
+    ("    safe_search: true", True), ("    safe_search: false", False), ("    safe_search: on", True),
+    ("    default: allow", None),
+])
+def test_safe_search_per_policy(line: str, expected: bool | None) -> None:
+    policies = parse(doc("policies:", "  - name: a", line))
+    assert policies.rules[0].safe_search is expected
+
+
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
@@ -440,7 +449,8 @@ def test_a_policy_without_clients_matches_everyone() -> None:
         (doc("groups:", "  staff: ['user:']"), 2, "is not a user name"),
         # A policy's keys.
         (doc("policies:", "  - name: a", "    deny: [ads]", "    denied: [ads]"), 4,
-         "unknown key 'denied' (allowed: name, clients, when, deny, allow, default)"),
+         "unknown key 'denied' (allowed: name, clients, when, deny, allow, default, safe_search)"),
+        (doc("policies:", "  - name: a", "    safe_search: maybe"), 3, "safe_search must be true or false"),
         (doc("policies:", "  - name: a", "  - clients: [10.0.0.0/8]", "    deny: [ads]"), 3,
          "has no name"),
         (doc("policies:", "  - name: a", "  - name:"), 3, "'name' has no value"),
