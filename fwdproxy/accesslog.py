@@ -14,8 +14,9 @@ Formats, by the name the configuration gives (see `FORMATS`), one line per excha
   "%{Referer}i" "%{User-Agent}i"`` writes it.
 - ``json`` (`format_json`): one JSON object per line, with every field of the record.
 
-The combined format has no field for a tunnel's server name: its request line is the
-CONNECT line as the client sent it.
+In the combined format a tunnel's server name follows as one more quoted field,
+``"sni=NAME"``, as sites add fields after combined's own (GoAccess's COMBINED reads past
+it); its request line stays the CONNECT line as the client sent it.
 
 Every format keeps one record on one line: control characters, spaces and quotes in values
 the client chose are escaped the way that format's readers expect. The squid line is stamped
@@ -236,7 +237,8 @@ def format_combined(exchange: Exchange, now: float) -> str:
 
     Absent values are ``-``, as Apache and Squid's own ``combined`` write them: the request
     line when none was read, the status when nothing was answered, and the size when no
-    byte was sent (CLF's ``%b``).
+    byte was sent (CLF's ``%b``). A tunnel whose ClientHello was read ends with
+    ``"sni=NAME"``.
     """
     del now  # the combined format has no duration field
     request = "-"
@@ -246,6 +248,7 @@ def format_combined(exchange: Exchange, now: float) -> str:
         f"{_token(exchange.client)} - {_token(exchange.user)} [{_clf_time(exchange.started)}] "
         f"\"{_quoted(request)}\" {exchange.status or '-'} {exchange.bytes_down or '-'} "
         f"\"{_quoted(exchange.referer or '-')}\" \"{_quoted(exchange.user_agent or '-')}\""
+        + (f" \"sni={_quoted(exchange.sni)}\"" if exchange.sni is not None else "")
     )
 
 

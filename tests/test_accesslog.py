@@ -383,6 +383,8 @@ def test_a_tunnels_server_name_in_the_fwdproxy_and_json_lines() -> None:
     assert format_line(record, T0).endswith('"tunnel refused" sni=denied.example')
     assert json.loads(format_json(record, T0))["sni"] == "denied.example"
     assert "sni=" not in format_line(exchange(method="CONNECT", url="h.example:443"), T0)
+    assert format_combined(record, T0).endswith('"-" "-" "sni=denied.example"')
+    assert "sni=" not in format_combined(exchange(method="CONNECT", url="h.example:443"), T0)
 
 
 def test_json_upstream_address() -> None:
