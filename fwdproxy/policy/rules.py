@@ -50,12 +50,12 @@ HOSTS_HOUSEKEEPING = frozenset({
 
 # The common case, checked before anything slower: a lower-case ASCII host name.
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
-_PLAIN_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # no trailing dot
-_PLAIN_HOST = re.compile(rf"{_PLAIN_NAME.pattern}\.?")
+_PLAIN_NAME = rf"{_LABEL}(?:\.{_LABEL})*"  # no trailing dot
+_PLAIN_HOST = re.compile(rf"{_PLAIN_NAME}\.?")
 # The million-line case, a hosts file's "0.0.0.0 name": the whole line in one match, the
 # name (less its one trailing dot) in group 1. Anything else about the line (upper case,
 # other spacing, a comment) goes the general way.
-_HOSTS_LINE = re.compile(rf"(?:0\.0\.0\.0|127\.0\.0\.1)[ \t]+({_PLAIN_NAME.pattern})\.?[ \t]*\r?\n?")
+_HOSTS_LINE = re.compile(rf"(?:0\.0\.0\.0|127\.0\.0\.1)[ \t]+({_PLAIN_NAME})\.?[ \t]*\r?\n?")
 _ADBLOCK_DOMAIN = re.compile(r"(@@)?\|\|([^/^$*|]+)\^\|?")
 _ADBLOCK_HEADER = re.compile(r"\[[A-Za-z][^\[\]]*\]")
 _COSMETIC = ("##", "#@#", "#?#", "#$#", "#%#")
@@ -317,20 +317,7 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
             if is_list and (tokens[0] == known_address
                             or _address(tokens[0].split("%", 1)[0]) is not None):
                 known_address = tokens[0]
-                if len(tokens) == 2:
-                    # The million-line case, "0.0.0.0 name", without the general loop.
-                    name = tokens[1].lower()
-                    if name[-1] == ".":
-                        name = name[:-1]
-                    if (_PLAIN_NAME.fullmatch(name) and not name[name.rfind(".") + 1].isdigit()
-                            and name not in HOSTS_HOUSEKEEPING):
-                        batch_hosts.append(name)
-                        batch_lines.append(number)
-                        if len(batch_hosts) >= _BATCH:
-                            sink.domains(batch_hosts, batch_lines)
-                            batch_hosts, batch_lines = [], []
-                        continue
-                _hosts_line(tokens, sink, number)
+                _hosts_line(tokens, sink, number)  # the plain "0.0.0.0 name" took _HOSTS_LINE
             else:
                 sink.error(number, "one entry per line expected (or 'ADDRESS NAME...' as in a hosts file)")
             continue
