@@ -140,19 +140,26 @@ async def run_tunnel(ctx: ServerContext, client: trio.SocketStream, tunnel: Open
     exchange = tunnel.exchange
     ctx.stats.tunnel_opened()
     try:
-        initial = tunnel.early
+        initial, counted = tunnel.early, len(tunnel.early)  # h11 counted the early bytes
         if tunnel.sni is not None:
-            target, tunnel.sni = tunnel.sni, None  # an idle tunnel need not hold it
-            vetted = await _vet(ctx, client.socket, tunnel.early, target, exchange)
+            vetted = await _vet(ctx, client.socket, tunnel.early, tunnel.sni, exchange)
+            tunnel.sni = None  # an idle tunnel need not hold the policy and the facts
             if vetted is None:
                 return
-            initial = vetted
+            # Sent here, not handed to relay(): its frames would hold the hello for as
+            # long as the tunnel is open (a KiB or two per idle tunnel).
+            try:
+                await fdio.write_all(fdio.live_fd(tunnel.stream.socket), vetted)
+            except _TRANSPORT_ERRORS:
+                exchange.detail = "tunnel reset"
+                return
+            exchange.bytes_up += len(vetted) - counted
+            initial, counted, vetted = b"", 0, b""
         note = exchange.detail
         result = await relay(client, tunnel.stream, client_initial=initial,
                              upstream_initial=tunnel.from_parent,
                              idle_timeout=ctx.config.timeouts.tunnel_idle)
-        # The early bytes were counted when h11 read them; relay() counts them again.
-        exchange.bytes_up += result.bytes_up - len(tunnel.early)
+        exchange.bytes_up += result.bytes_up - counted
         exchange.bytes_down += result.bytes_down
         exchange.detail = f"tunnel {result.ended}" + (f"; {note}" if note else "")
     finally:

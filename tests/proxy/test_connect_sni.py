@@ -25,7 +25,7 @@ import trio.testing
 from fwdproxy.proxy.clienthello import read_client_hello
 from tests.conftest import HttpClient, Proxy, log_fields, settled_log
 from tests.proxy.test_clienthello import GREASE, ext, hello_of, python_hello, sni
-from tests.proxy.test_tunnel import open_tunnel, read_to_eof
+from tests.proxy.test_tunnel import connect_head, open_tunnel, read_to_eof
 
 StartProxy = Callable[..., Awaitable[Proxy]]
 StartOrigin = Callable[[Callable[[trio.SocketStream], Awaitable[None]]], Awaitable[int]]
@@ -155,6 +155,8 @@ async def test_an_allowed_hello_is_relayed_byte_for_byte(
     fields = await only_line(proxy)
     assert fields["verdict"] == "allow"
     assert fields["line"].endswith(" sni=origin.test")
+    sent = len(connect_head(f"{authority_host}:{port}")) + len(hello + b"more after it")
+    assert fields["up"] == str(sent)  # every byte counted once
 
 
 async def test_real_tls_handshake_through_a_checked_tunnel(
