@@ -23,15 +23,13 @@ from fwdproxy.policy.lint import LintBuilder
 from fwdproxy.policy.names import (
     IPAddress,
     canonical_address,
-    canonical_host,
     normalize_path,
     socket_address,
 )
 from fwdproxy.policy.rulefiles import load_rule_files
-from fwdproxy.policy.sni import HelloSeen, judge_hello
 from fwdproxy.proxy.resolver import LocalAddresses
 from fwdproxy.proxy.target import Target, parse_target
-from fwdproxy.proxy.tunnel_session import same_site
+from fwdproxy.proxy.tunnel_session import hello_seen, judge
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,38 +76,37 @@ def _resolve(host: str, hosts: dict[str, tuple[IPAddress, ...]]) -> list[IPAddre
     return list(dict.fromkeys(socket_address(str(info[4][0])) for info in infos))
 
 
-def _sni_verdict(policy: Policy, cfg: config.Config, facts: RequestFacts,
-                 name: str) -> tuple[Verdict | None, str]:
-    """connect_sni's verdict on a ClientHello naming `name` (None: nothing left to judge),
-    and the canonical name."""
-    try:
-        canonical, literal = canonical_host(name)
-    except BadRequest as exc:
-        return Verdict(False, "config:connect_sni", exc.detail), name
-    settings = cfg.connect_sni
-    seen = HelloSeen(None if literal is not None else canonical)
-    judged = judge_hello(seen, target_host=facts.host, target_is_ip=facts.ip is not None,
-                         match=settings.match, missing=settings.missing,
-                         not_tls=settings.not_tls, ech=settings.ech, same_site=same_site)
+def _address_verdict(policy: Policy, facts: RequestFacts, by_name: Verdict,
+                     addresses: list[IPAddress]) -> Verdict:
+    """The verdict once the addresses are judged: the first that is allowed, else the
+    first refusal (as the proxy connects to any address it may)."""
+    local = LocalAddresses()
+    verdicts = [policy.decide_address(facts, a, is_local=local(a), by_name=by_name) for a in addresses]
+    return next((v for v in verdicts if v.allowed), verdicts[0] if verdicts else by_name)
+
+
+def _sni_verdict(policy: Policy, cfg: config.Config, facts: RequestFacts, name: str,
+                 addresses: list[IPAddress]) -> tuple[Verdict | None, str]:
+    """connect_sni's verdict on a ClientHello naming `name` for a tunnel to `addresses`
+    (None: nothing left to judge), and the name as judged."""
+    seen = hello_seen(name)
+    judged = judge(cfg.connect_sni, seen, facts)
     if not isinstance(judged, str):
-        return judged, canonical
+        return judged, seen.server_name or name
     named = dataclasses.replace(facts, host=judged, ip=None)
     verdict = policy.decide(named)
     if not verdict.final:
-        addresses = [facts.ip] if facts.ip is not None else _resolve(facts.host, dict(cfg.hosts))
-        local = LocalAddresses()
-        verdicts = [policy.decide_address(named, a, is_local=local(a), by_name=verdict) for a in addresses]
-        verdict = next((v for v in verdicts if v.allowed), verdicts[0] if verdicts else verdict)
-    return verdict, canonical
+        verdict = _address_verdict(policy, named, verdict, addresses)
+    return verdict, judged
 
 
-def _sni_lines(policy: Policy, cfg: config.Config, facts: RequestFacts,
-               name: str) -> tuple[bool, list[str]]:
+def _sni_lines(policy: Policy, cfg: config.Config, facts: RequestFacts, name: str,
+               addresses: list[IPAddress]) -> tuple[bool, list[str]]:
     settings = cfg.connect_sni
     if not settings.applies(facts.port):
         why = "connect_sni is off" if settings.mode == "off" else "its port is not in connect_sni.ports"
         return True, [f"    sni: {name}: not read ({why})"]
-    verdict, canonical = _sni_verdict(policy, cfg, facts, name)
+    verdict, canonical = _sni_verdict(policy, cfg, facts, name, addresses)
     if verdict is None:
         return True, [f"    sni: {canonical}: the CONNECT name itself"]
     word = "allowed" if verdict.allowed else ("refused" if settings.mode == "enforce" else
@@ -138,18 +135,15 @@ def explain(policy: Policy, cfg: config.Config, url: str, client: IPAddress,
     admitted = policy.admit(client)
     verdict: Verdict = admitted if not admitted.allowed else policy.decide(facts)
     resolved_note = ""
+    addresses: list[IPAddress] = []
     if verdict.allowed or not verdict.final:
         addresses = [target.ip] if target.ip is not None else _resolve(target.host, dict(cfg.hosts))
-        local = LocalAddresses()
-        verdicts = [policy.decide_address(facts, a, is_local=local(a), by_name=verdict)
-                    for a in addresses]
-        if verdicts:
-            allowed = [v for v in verdicts if v.allowed]
-            verdict = allowed[0] if allowed else verdicts[0]
+        verdict = _address_verdict(policy, facts, verdict, addresses)
+        if addresses:
             resolved_note = " (resolved to " + ", ".join(str(a) for a in addresses) + ")"
     passes, sni_lines = verdict.allowed, list[str]()
     if sni is not None and connect and verdict.allowed:
-        passes, sni_lines = _sni_lines(policy, cfg, facts, sni)
+        passes, sni_lines = _sni_lines(policy, cfg, facts, sni, addresses)
     word = "ALLOW" if passes else "DENY "
     lines = [f"{word} {url}", f"    canonical: {canonical}{resolved_note}"]
     if verdict.category is not None:

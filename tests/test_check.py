@@ -121,8 +121,11 @@ def test_allowed_url_is_resolved_through_hosts(capsys: pytest.CaptureFixture[str
      "server (no SNI)"),
     (["--sni", "social.example", "site.example:8443"], 0,
      "    sni: social.example: not read (its port is not in connect_sni.ports)"),
+    (["--sni=a..b.example", "198.51.100.7:443"], 1,  # judged as the proxy judges such a hello
+     "    sni: a..b.example: refused by config:connect_sni.not_tls: the tunnel did not start "
+     "with a TLS ClientHello: the ClientHello's server name 'a..b.example' is not valid"),
 ], ids=["address-denied-name", "address-allowed-name", "fronting", "same-name", "address-as-name",
-        "port-not-checked"])
+        "port-not-checked", "not-a-name"])
 def test_sni_beside_the_connect_target(capsys: pytest.CaptureFixture[str], rules: Path, config: Path,
                                        args: list[str], status: int, last: str) -> None:
     config.write_text(config.read_text() + "connect_ports: [443, 8443]\n")

@@ -31,7 +31,7 @@ from fwdproxy.proxy.context import ServerContext
 from fwdproxy.proxy.decisions import address_verdict
 from fwdproxy.proxy.tunnel import relay
 
-__all__ = ["OpenTunnel", "SniTarget", "run_tunnel"]
+__all__ = ["OpenTunnel", "SniTarget", "hello_seen", "judge", "run_tunnel", "same_site"]
 
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 # TLS alert record, fatal (2) access_denied (49), as a server sends it before any key
@@ -65,16 +65,23 @@ def same_site(one: str, other: str) -> bool:
     return mine is not None and mine == psl.privatesuffix(other)  # type: ignore[attr-defined]
 
 
-def _seen(hello: ClientHello) -> HelloSeen:
-    name = hello.server_name
-    if name is not None:
-        try:
-            name, literal = canonical_host(name)
-        except BadRequest:
-            return HelloSeen(problem=f"the ClientHello's server name {hello.server_name!r} is not valid")
-        if literal is not None:  # RFC 6066 §3: an address is never a server name
-            name = None
-    return HelloSeen(name, ech=hello.ech)
+def hello_seen(server_name: str | None, *, ech: bool = False) -> HelloSeen:
+    """What a ClientHello naming `server_name` shows the policy: the canonical name (none
+    for an address, which RFC 6066 §3 never allows there), or why the name is not one."""
+    if server_name is None:
+        return HelloSeen(None, ech=ech)
+    try:
+        name, literal = canonical_host(server_name)
+    except BadRequest:
+        return HelloSeen(problem=f"the ClientHello's server name {server_name!r} is not valid")
+    return HelloSeen(None if literal is not None else name, ech=ech)
+
+
+def judge(settings: SniSettings, seen: HelloSeen, facts: RequestFacts) -> Verdict | str | None:
+    """`policy.sni.judge_hello` with the ``connect_sni`` settings, for the CONNECT `facts`."""
+    return judge_hello(seen, target_host=facts.host, target_is_ip=facts.ip is not None,
+                       match=settings.match, missing=settings.missing,
+                       not_tls=settings.not_tls, ech=settings.ech, same_site=same_site)
 
 
 async def read_hello(sock: trio.socket.SocketType, early: bytes, *, limit: int,
@@ -89,7 +96,7 @@ async def read_hello(sock: trio.socket.SocketType, early: bytes, *, limit: int,
             return data, HelloSeen(problem=exc.reason)
         if found is not NEED_MORE:
             assert isinstance(found, ClientHello)
-            return data, _seen(found)
+            return data, hello_seen(found.server_name, ech=found.ech)
         if len(data) >= limit:
             return data, HelloSeen(problem=f"no whole ClientHello within {limit} bytes")
         try:
@@ -109,14 +116,10 @@ async def read_hello(sock: trio.socket.SocketType, early: bytes, *, limit: int,
 
 def _verdict(ctx: ServerContext, target: SniTarget, seen: HelloSeen) -> Verdict | None:
     """The verdict on the tunnel's ClientHello; None when nothing is left to judge."""
-    facts = target.facts
-    settings = target.settings
-    judged = judge_hello(seen, target_host=facts.host, target_is_ip=facts.ip is not None,
-                         match=settings.match, missing=settings.missing,
-                         not_tls=settings.not_tls, ech=settings.ech, same_site=same_site)
+    judged = judge(target.settings, seen, target.facts)
     if not isinstance(judged, str):
         return judged
-    named = dataclasses.replace(facts, host=judged, ip=None)
+    named = dataclasses.replace(target.facts, host=judged, ip=None)
     verdict = target.policy.decide(named)
     if not verdict.final and target.address is not None:  # a parent's address is not the name's
         verdict = address_verdict(ctx, target.policy, named, verdict, target.address)
