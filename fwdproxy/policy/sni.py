@@ -9,23 +9,22 @@ to judge like any host. The edge (proxy/sni_check) reads the bytes and runs the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 
 from fwdproxy.policy.engine import Verdict
 
 __all__ = ["HelloSeen", "judge_hello"]
 
 
+@dataclass(frozen=True, slots=True)
 class HelloSeen:
     """What the tunnel's first bytes showed: a ClientHello's (canonical) server name and
     whether it carries ECH, or, when there was no ClientHello, why (`problem`)."""
 
-    __slots__ = ("ech", "problem", "server_name")
-
-    def __init__(self, server_name: str | None = None, *, ech: bool = False,
-                 problem: str | None = None) -> None:
-        self.server_name = server_name
-        self.ech = ech
-        self.problem = problem
+    server_name: str | None = None
+    _: KW_ONLY
+    ech: bool = False
+    problem: str | None = None
 
 
 def _refused(setting: str, reason: str) -> Verdict:
