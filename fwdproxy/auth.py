@@ -413,7 +413,7 @@ class FailureThrottle:
         self._clients.pop(client, None)
 
 
-def challenge(realm: str) -> list[tuple[bytes, bytes]]:
+def challenge(realm: str, header: bytes = b"proxy-authenticate") -> list[tuple[bytes, bytes]]:
     """The headers of a 407 answer: one Proxy-Authenticate for Basic (RFC 7617, RFC 9110 §11.7.1).
 
     The realm is sent as a quoted-string (RFC 9110 §5.6.4), with ``\\`` and ``"`` escaped;
@@ -422,6 +422,7 @@ def challenge(realm: str) -> list[tuple[bytes, bytes]]:
 
     Args:
         realm: the realm text from the configuration.
+        header: ``www-authenticate`` for a 401 (the web gateway).
 
     Returns:
         ``[(b"proxy-authenticate", b'Basic realm="...", charset="UTF-8"')]``.
@@ -434,7 +435,7 @@ def challenge(realm: str) -> list[tuple[bytes, bytes]]:
         raise ValueError(f"realm {realm!r} contains control characters")
     quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
     value = f'Basic realm="{quoted}", charset="UTF-8"'
-    return [(b"proxy-authenticate", value.encode("utf-8"))]
+    return [(header, value.encode("utf-8"))]
 
 
 @functools.cache

@@ -74,6 +74,14 @@ class AuthRequired(FwdproxyError):
         self.realm = realm
 
 
+class LoginRequired(AuthRequired):
+    """The web gateway needs the user's password (RFC 9110 §15.5.2): the browser, which
+    has no proxy set, asks with WWW-Authenticate, not Proxy-Authenticate."""
+
+    status = 401
+    title = "Login required"
+
+
 class NotFound(FwdproxyError):
     """A page of the proxy's own that does not exist."""
 

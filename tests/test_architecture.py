@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import fwdproxy
+import fwdproxy.gateway
 import fwdproxy.policy
 import fwdproxy.site
 
@@ -37,10 +38,12 @@ PURE_MODULES = sorted(
     # folder's files (it still imports no trio, h11 or socket: see the direction tests)
     | {info.name for info in pkgutil.walk_packages(fwdproxy.policy.__path__, "fwdproxy.policy.")}
     - {"fwdproxy.policy.rulefiles"}
+    # the web gateway's rewriting: every room of gateway/ is pure
+    | {info.name for info in pkgutil.walk_packages(fwdproxy.gateway.__path__, "fwdproxy.gateway.")}
 )
 # modules a pure module may import from inside the package (the packages themselves hold
 # only __version__ or docstrings and re-exports of pure modules)
-PURE_OR_PACKAGE = set(PURE_MODULES) | {"fwdproxy", "fwdproxy.proxy", "fwdproxy.site"}
+PURE_OR_PACKAGE = set(PURE_MODULES) | {"fwdproxy", "fwdproxy.proxy", "fwdproxy.site", "fwdproxy.gateway"}
 
 ALL_FWDPROXY_MODULES = {
     info.name for info in pkgutil.walk_packages(fwdproxy.__path__, "fwdproxy.")
@@ -184,7 +187,8 @@ def modules_under(prefix: str) -> list[str]:
                   or name.startswith(prefix + "."))
 
 
-@pytest.mark.parametrize("name", modules_under("fwdproxy.site") + modules_under("fwdproxy.policy"))
+@pytest.mark.parametrize("name", modules_under("fwdproxy.site") + modules_under("fwdproxy.policy")
+                         + modules_under("fwdproxy.gateway"))
 def test_site_and_policy_never_import_proxy(name: str) -> None:
     reached = transitive_fwdproxy_imports(name)
     proxy = sorted(n for n in reached if n == "fwdproxy.proxy" or n.startswith("fwdproxy.proxy."))

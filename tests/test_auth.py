@@ -506,6 +506,8 @@ def test_failure_throttle_rejects_bad_settings(kwargs: dict[str, float]) -> None
 )
 def test_challenge(realm: str, value: bytes) -> None:
     assert challenge(realm) == [(b"proxy-authenticate", value)]
+    # the web gateway asks as a site does (401)
+    assert challenge(realm, b"www-authenticate") == [(b"www-authenticate", value)]
 
 
 @pytest.mark.parametrize("realm", ["a\r\nSet-Cookie: x=1", "a\nb", "nul\x00", "del\x7f"])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from fwdproxy import config
-from fwdproxy.config import Config, Limits, Listen, SniSettings, Timeouts
+from fwdproxy.config import Config, GatewaySettings, Limits, Listen, SniSettings, Timeouts
 from fwdproxy.errors import ConfigError
 from fwdproxy.policy import PortRange
 
@@ -402,6 +402,34 @@ def test_connect_sni(tmp_path: Path, text: str, expected: SniSettings) -> None:
     assert settings == expected
     assert settings.applies(443) is (settings.mode != "off")
     assert not settings.applies(22)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", GatewaySettings()),
+    ("gateway: true\n", GatewaySettings(enabled=True)),
+    ("gateway: false\n", GatewaySettings(enabled=False)),
+    ("gateway:\n  sandbox: false\n", GatewaySettings(enabled=True, sandbox=False)),
+    ("gateway:\n  enabled: false\n  sandbox: false\n", GatewaySettings(enabled=False, sandbox=False)),
+])
+def test_gateway(tmp_path: Path, text: str, expected: GatewaySettings) -> None:
+    assert config.load(write(tmp_path, text)).gateway == expected
+
+
+def test_gateway_ca_file(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert config.load(write(tmp_path, f"gateway: {{ca_file: {ca}}}\n")).gateway.ca_file == ca
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("gateway: yes please\n", "gateway.enabled"),
+    ("gateway:\n  sandbox: 1\n", "gateway.sandbox"),
+    ("gateway:\n  ca_file: /nonexistent/ca.pem\n", "gateway.ca_file"),
+    ("gateway:\n  colour: blue\n", "colour"),
+])
+def test_gateway_errors(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        config.load(write(tmp_path, text))
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])

@@ -19,6 +19,7 @@ STATUSES: dict[type[FwdproxyError], int] = {
     errors.NotFound: 404,
     errors.MethodNotAllowed: 405,
     errors.AuthRequired: 407,
+    errors.LoginRequired: 401,
     errors.RequestTimeout: 408,
     errors.BodyTooLarge: 413,
     errors.HeadTooLarge: 431,
@@ -42,8 +43,8 @@ def defined_error_classes() -> set[type[FwdproxyError]]:
 def make(cls: type[FwdproxyError], detail: str, host: str | None = None) -> FwdproxyError:
     if cls is errors.Forbidden:
         return errors.Forbidden(detail, source="config:clients", host=host)
-    if cls is errors.AuthRequired:
-        return errors.AuthRequired(detail, realm="office", host=host)
+    if cls in (errors.AuthRequired, errors.LoginRequired):
+        return cls(detail, realm="office", host=host)  # type: ignore[call-arg]
     return cls(detail, host=host)
 
 

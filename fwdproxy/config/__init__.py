@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from fwdproxy.auth import Htpasswd, parse_htpasswd
+from fwdproxy.config.sections import parse_connect_sni, parse_gateway
 from fwdproxy.config.settings import (
     BLOCK_TEMPLATE,
     BUNDLED_RULES,
@@ -35,12 +36,9 @@ from fwdproxy.config.settings import (
     LOG_FORMATS,
     POLICY_FILE,
     SAFE_SEARCH_FILE,
-    SNI_ECH,
-    SNI_MATCHES,
-    SNI_MODES,
-    SNI_OUTCOMES,
     AuthSettings,
     Config,
+    GatewaySettings,
     Limits,
     Listen,
     PacSettings,
@@ -187,6 +185,7 @@ TOP_KEYS = {
     "listen", "rules", "contact", "clients", "connect_ports", "deny_destinations", "hosts", "via",
     "access_log", "auth", "pac", "trusted_proxies", "upstream", "admin_clients", "timeouts",
     "limits", "workers", "http_parser", "fast_path", "connect_sni", "safe_search",
+    "gateway",
 }
 # More workers than this is a typo, not a machine.
 def parse_listen(value: Any, where: str) -> Listen:
@@ -266,27 +265,6 @@ def _pac(value: Any, where: str) -> PacSettings:
     except ValueError as exc:
         raise ConfigError(f"{where}.{exc}") from None
     return PacSettings(proxies, domains)
-
-
-def _connect_sni(value: Any, where: str) -> SniSettings:
-    """``enforce``, ``log`` or ``off``, or a mapping of SniSettings' fields."""
-    if not isinstance(value, dict):
-        value = {"mode": value}
-    only_keys(value, {"mode", "match", "ports", "missing", "not_tls", "ech"}, where)
-    if isinstance(value.get("mode"), bool):  # YAML reads a bare off as false (and on as true)
-        value = {**value, "mode": "enforce" if value["mode"] else "off"}
-    changes: dict[str, Any] = {}
-    for key, choices in (("mode", SNI_MODES), ("match", SNI_MATCHES), ("missing", SNI_OUTCOMES),
-                         ("not_tls", SNI_OUTCOMES), ("ech", SNI_ECH)):
-        if key in value:
-            text = str(value[key]).strip().lower()
-            if text not in choices:
-                raise ConfigError(f"{where}.{key}: {value[key]!r} is not one of {', '.join(choices)}")
-            changes[key] = text
-    if "ports" in value:
-        items = as_list(value["ports"], f"{where}.ports")
-        changes["ports"] = tuple(parse_port_range(v, f"{where}.ports[{i}]") for i, v in enumerate(items))
-    return SniSettings(**changes)
 
 
 def defaults() -> Config:
@@ -384,7 +362,9 @@ def from_mapping(data: Mapping[str, Any], source: str, base: Config | None = Non
                 raise ConfigError(f"{where}: expected true or false")
             changes["safe_search"] = value
         elif key == "connect_sni":
-            changes["connect_sni"] = _connect_sni(value, where)
+            changes["connect_sni"] = parse_connect_sni(value, where)
+        elif key == "gateway":
+            changes["gateway"] = parse_gateway(value, where)
         elif key == "fast_path":
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: expected true or false")
@@ -460,6 +440,7 @@ __all__ = [
     "AuthSettings",
     "Config",
     "ConfigError",
+    "GatewaySettings",
     "Limits",
     "Listen",
     "LoadedRules",

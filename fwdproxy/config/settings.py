@@ -165,6 +165,22 @@ class SniSettings:
         return self.mode != "off" and any(port in r for r in self.ports)
 
 
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """``gateway:``: the web gateway (``/browse/``), for browsers without proxy settings.
+
+    Attributes:
+        enabled: serve ``/browse/`` (off by default: it is a second way in).
+        sandbox: proxied documents get a CSP sandbox: their scripts run in an opaque
+            origin and cannot reach the proxy's other pages or another site's.
+        ca_file: certificates to verify https sites with, instead of the system's store.
+    """
+
+    enabled: bool = False
+    sandbox: bool = True
+    ca_file: Path | None = None
+
+
 LOG_FORMATS = ("fwdproxy", "squid", "combined", "json")
 
 
@@ -210,6 +226,7 @@ class Config:
     fast_path: bool = True  # plain GETs relayed as bytes (with httptools; see proxy/fastlane)
     connect_sni: SniSettings = SniSettings()
     safe_search: bool = False  # connect to the safe-search addresses (rules/safesearch.txt)
+    gateway: GatewaySettings = GatewaySettings()
 
     def via_name(self, bound_port: int) -> str:
         """Our Via name: configured, or host name and port (unique per node in a chain)."""

@@ -15,7 +15,7 @@ import trio
 
 from fwdproxy.auth import dummy_hash, parse_basic, verify_password
 from fwdproxy.config import Config
-from fwdproxy.errors import AuthRequired, BadRequest, ConnectionLost, Forbidden
+from fwdproxy.errors import AuthRequired, BadRequest, ConnectionLost, Forbidden, LoginRequired
 from fwdproxy.policy.names import IPAddress
 from fwdproxy.proxy import proxyproto
 from fwdproxy.proxy.context import ServerContext
@@ -61,28 +61,32 @@ async def read_proxy_header(stream: trio.SocketStream, http: H11Stream, peer: IP
 
 
 async def authenticate(ctx: ServerContext, client_ip: IPAddress, request: h11.Request,
-                       target: Target) -> str | None:
-    """The user the request authenticates as, or None for an exempt client.
+                       target: Target, *, gateway: bool = False) -> str | None:
+    """The user the request authenticates as, or None for an exempt client. With
+    `gateway`, the credentials come in Authorization (the web gateway is a site to the
+    browser, not its proxy) and a failure asks with a 401.
 
     Raises:
-        AuthRequired: no credentials, wrong ones, or too many failures from here.
+        AuthRequired: no credentials, wrong ones, or too many failures from here
+            (LoginRequired for the gateway).
     """
     auth = ctx.config.auth
     assert auth is not None
     if any(client_ip in network for network in auth.exempt):
         return None
-    header = get_header(request.headers, b"proxy-authorization")
+    header = get_header(request.headers, b"authorization" if gateway else b"proxy-authorization")
+    refusal = LoginRequired if gateway else AuthRequired
     if header is None:
-        raise AuthRequired("this proxy needs a user name and password", realm=auth.realm,
-                           host=target.authority)
+        raise refusal("this proxy needs a user name and password", realm=auth.realm,
+                      host=target.authority)
     now = trio.current_time()
     user = ctx.credentials.get(header, now)
     if user is not None:
         return user
     client = str(client_ip)
     if not ctx.throttle.allowed(client, now):
-        raise AuthRequired("too many failed attempts from this address; try again later",
-                           realm=auth.realm, host=target.authority)
+        raise refusal("too many failed attempts from this address; try again later",
+                      realm=auth.realm, host=target.authority)
     users = ctx.loaded.htpasswd.users if ctx.loaded.htpasswd is not None else {}
     parsed = parse_basic(header)
     name, password = parsed if parsed is not None else ("", "")
@@ -93,8 +97,8 @@ async def authenticate(ctx: ServerContext, client_ip: IPAddress, request: h11.Re
     if not (ok and stored is not None and parsed is not None):
         # The same wrong header retried on parallel connections counts once.
         ctx.throttle.failed(client, now, header)
-        raise AuthRequired("wrong user name or password", realm=auth.realm,
-                           host=target.authority)
+        raise refusal("wrong user name or password", realm=auth.realm,
+                      host=target.authority)
     ctx.throttle.succeeded(client)
     ctx.credentials.put(header, name, now)
     return name

@@ -155,7 +155,7 @@ async def forward(settings: ForwardSettings, client: H11Stream, request: h11.Req
     else:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_pump_request_body, client, origin,
+                nursery.start_soon(pump_request_body, client, origin,
                                    settings.client_idle_timeout)
                 switched = await relay_state.run()
                 nursery.cancel_scope.cancel()  # an early response: the rest of the upload is moot
@@ -188,7 +188,7 @@ def _resume(origin: H11Stream, outgoing: h11.Request, data: bytes) -> None:
     origin.prime(data)
 
 
-async def _pump_request_body(client: H11Stream, origin: H11Stream, timeout: float) -> None:
+async def pump_request_body(client: H11Stream, origin: H11Stream, timeout: float) -> None:
     """Client body events → origin, until EndOfMessage. Origin-side failures end the pump
     quietly (the response relay reports them); client-side failures propagate."""
     while True:

@@ -18,7 +18,14 @@ import trio
 
 from fwdproxy.accesslog import Exchange
 from fwdproxy.auth import challenge
-from fwdproxy.errors import AuthRequired, ConnectionLost, Forbidden, FwdproxyError, MethodNotAllowed
+from fwdproxy.errors import (
+    AuthRequired,
+    ConnectionLost,
+    Forbidden,
+    FwdproxyError,
+    LoginRequired,
+    MethodNotAllowed,
+)
 from fwdproxy.policy import Verdict
 from fwdproxy.proxy.h11_stream import RECEIVE_SIZE, H11Stream
 from fwdproxy.proxy.target import Target
@@ -64,7 +71,8 @@ def extra_headers(exc: FwdproxyError) -> list[tuple[bytes, bytes]]:
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", exc.allow.encode()))
     if isinstance(exc, AuthRequired):
-        headers.extend(challenge(exc.realm))
+        asked = b"www-authenticate" if isinstance(exc, LoginRequired) else b"proxy-authenticate"
+        headers.extend(challenge(exc.realm, asked))
     return headers
 
 

@@ -70,6 +70,22 @@ computer, with the rule that decided: browsers show no page for a blocked HTTPS 
     return _page("fwdproxy", body)
 
 
+def gateway_page() -> bytes:
+    """/browse: the web gateway's form, and what it cannot do."""
+    body = """<p>Type an address to visit it through this proxy, without changing your
+browser's settings. Pages come through the proxy's rules: what it blocks stays blocked.</p>
+<form method="get" action="/browse"><input name="url" size="60" autofocus
+placeholder="https://example.org/"> <button>Go</button></form>
+<h2>What to expect</h2>
+<ul><li>Links, images, style sheets, forms and cookies are rewritten so that they stay
+inside the gateway; each site's cookies are kept apart from the others'.</li>
+<li><b>JavaScript is passed through unchanged</b>: addresses a script builds itself are
+not rewritten, so script-heavy sites may break or fetch things directly.</li>
+<li>Every site shares this proxy's address, so the browser cannot keep sites apart as
+it normally does; pages are sandboxed to limit what one site's scripts can reach.</li></ul>"""
+    return _page("fwdproxy web gateway", body)
+
+
 def blocked_page(refusals: Sequence[Refusal], *, who: str, contact: str) -> bytes:
     """/blocked: what the proxy recently refused for `who` (a computer's address, or a
     user), newest first, each with the rule that decided; nobody else's."""
