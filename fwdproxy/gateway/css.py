@@ -67,7 +67,10 @@ _URL_RUN = re.compile("[^)\\\\ \t\n\r\f\"'(\x01-\x08\x0b\x0e-\x1f\x7f]*")
 _URL_REST_RUN = re.compile(r"[^)\\]*")
 _STRING_RUNS = {'"': re.compile(r'[^"\\\n\r\f]*'), "'": re.compile(r"[^'\\\n\r\f]*")}
 _ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{1,6})(?:\r\n|[ \t\n\r\f])?|(\r\n|[\n\r\f])|(.)|\Z)", re.DOTALL)
-_UNSAFE = re.compile("[\\\\\"\x00-\x1f\x7f]")
+# Escaped in a rewritten URL: what would end the string, controls, and characters past
+# U+00FF (decoded from an escape), since the sheet is its bytes read as Latin-1; left are
+# U+F0000..U+F00FF, which stand for character references of an HTML attribute (`html`).
+_UNSAFE = re.compile("[\\\\\"\x00-\x1f\x7f\u0100-\U000effff\U000f0100-\U0010ffff]")
 
 
 class _NeedMore(Exception):

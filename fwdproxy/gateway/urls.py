@@ -123,8 +123,12 @@ class LinkRewriter:
         self.base_url = base_url
 
     def set_base(self, href: str) -> None:
-        """A ``<base href>``: later links resolve against it (when it is http or https)."""
-        resolved = urljoin(self.base_url, _as_browser_reads(href))
+        """A ``<base href>``: later links resolve against it (when it is an http or https
+        URL that can be read; otherwise the base stays, as in browsers)."""
+        try:
+            resolved = urljoin(self.base_url, _as_browser_reads(href))
+        except ValueError:  # "http://[": no valid URL
+            return
         if urlsplit(resolved).scheme.lower() in SCHEMES:
             self.base_url = resolved
 

@@ -117,7 +117,9 @@ CASES: list[tuple[str, str, str]] = [
     ("unterminated string", 'p{content:"url(a.png)', 'p{content:"url(a.png)'),
     ("unterminated data:", "url(data:abc", "url(data:abc"),
     ("url( alone", "url(", "url("),
-    ("trailing backslash", "url(a\\", f'url("{X}a\ufffd")'),
+    ("trailing backslash", "url(a\\", f'url("{X}a\\fffd ")'),
+    # The sheet is Latin-1 read bytes: a decoded character past U+00FF is escaped again.
+    ("escape past latin-1", "url(\\20AC.png)", f'url("{X}\\20ac .png")'),
     ("newline ends a string", 'p{content:"url(a.png)\nurl(b)', f'p{{content:"url(a.png)\nurl("{X}b")'),
     # nesting
     ("nested functions",

@@ -54,6 +54,8 @@ def test_base_href_moves_later_links() -> None:
     assert links.url("img.png") == "/browse/https/static.example/assets/img.png"
     links.set_base("javascript:void(0)")  # not http: ignored
     assert links.url("img.png") == "/browse/https/static.example/assets/img.png"
+    links.set_base("http://[")  # no URL at all: ignored too
+    assert links.url("img.png") == "/browse/https/static.example/assets/img.png"
 
 
 @pytest.mark.parametrize(("path", "expected"), [
