@@ -5,7 +5,8 @@ Formats, by the name the configuration gives (see `FORMATS`), one line per excha
 
 - ``fwdproxy`` (`format_line`): ``TIME CLIENT METHOD URL STATUS up=BYTES down=BYTES
   DURATIONms VERDICT SOURCE "DETAIL"``, and ``sni=NAME`` after it for a tunnel whose
-  ClientHello was read; the verdict and the deciding rule are its point.
+  ClientHello was read, ``mode=gateway`` for a request of the web gateway (its URL is
+  the page the gateway fetched); the verdict and the deciding rule are its point.
 - ``squid`` (`format_squid`): Squid's native access.log, the one its ``logformat squid``
   defines as ``%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt``, which log
   analysers (calamaris, sarg, GoAccess's SQUID format) read. A tunnel whose ClientHello
@@ -16,7 +17,8 @@ Formats, by the name the configuration gives (see `FORMATS`), one line per excha
 
 In the combined format a tunnel's server name follows as one more quoted field,
 ``"sni=NAME"``, as sites add fields after combined's own (GoAccess's COMBINED reads past
-it); its request line stays the CONNECT line as the client sent it.
+it); its request line stays the CONNECT line as the client sent it. A gateway request
+ends with ``"mode=gateway"`` the same way. (Squid's line has no field to spare.)
 
 Every format keeps one record on one line: control characters, spaces and quotes in values
 the client chose are escaped the way that format's readers expect. The squid line is stamped
@@ -65,6 +67,7 @@ class Exchange:
         answered_by_proxy: True when the proxy itself sent the response head (an error
             page, a denial, a 407, its own info page) rather than relaying an origin's.
         sni: the server name of a tunnel's TLS ClientHello, when it was read (connect_sni).
+        gateway: a request of the web gateway (``/browse/``); `url` is the page it fetched.
     """
 
     client: str
@@ -86,6 +89,7 @@ class Exchange:
     category: str | None = None
     answered_by_proxy: bool = False
     sni: str | None = None
+    gateway: bool = False
 
 
 # -- escaping --------------------------------------------------------------------------
@@ -171,6 +175,7 @@ def format_line(exchange: Exchange, now: float) -> str:
         f"{exchange.status or '-'} up={exchange.bytes_up} down={exchange.bytes_down} "
         f"{_duration_ms(exchange, now)}ms {exchange.verdict} {exchange.source} \"{detail}\""
         + (f" sni={_token(exchange.sni)}" if exchange.sni is not None else "")
+        + (" mode=gateway" if exchange.gateway else "")
     )
 
 
@@ -249,6 +254,7 @@ def format_combined(exchange: Exchange, now: float) -> str:
         f"\"{_quoted(request)}\" {exchange.status or '-'} {exchange.bytes_down or '-'} "
         f"\"{_quoted(exchange.referer or '-')}\" \"{_quoted(exchange.user_agent or '-')}\""
         + (f" \"sni={_quoted(exchange.sni)}\"" if exchange.sni is not None else "")
+        + (' "mode=gateway"' if exchange.gateway else "")
     )
 
 
@@ -277,6 +283,7 @@ def format_json(exchange: Exchange, now: float) -> str:
         "referer": exchange.referer,
         "user_agent": exchange.user_agent,
         "sni": exchange.sni,
+        "gateway": exchange.gateway,
     }
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 

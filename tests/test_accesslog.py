@@ -346,7 +346,7 @@ def test_combined_user_is_one_field() -> None:
 
 JSON_KEYS = ["time", "client", "user", "method", "url", "status", "bytes_up", "bytes_down",
              "duration_ms", "verdict", "source", "category", "detail", "upstream", "content_type",
-             "referer", "user_agent", "sni"]
+             "referer", "user_agent", "sni", "gateway"]
 
 
 def test_json_all_fields() -> None:
@@ -363,7 +363,7 @@ def test_json_all_fields() -> None:
         "bytes_down": 2048, "duration_ms": 42, "verdict": "deny", "source": "deny/ads.txt:12",
         "category": "ads", "detail": "listed", "upstream": None,
         "content_type": "text/html; charset=utf-8", "referer": "http://r.example/",
-        "user_agent": "curl/8.5", "sni": None,
+        "user_agent": "curl/8.5", "sni": None, "gateway": False,
     }
 
 
@@ -374,6 +374,7 @@ def test_json_absent_values_are_null() -> None:
         "url": None, "status": None, "bytes_up": 0, "bytes_down": 0, "duration_ms": 0,
         "verdict": None, "source": None, "category": None, "detail": "", "upstream": None,
         "content_type": None, "referer": None, "user_agent": None, "sni": None,
+        "gateway": False,
     }
 
 
@@ -385,6 +386,17 @@ def test_a_tunnels_server_name_in_the_fwdproxy_and_json_lines() -> None:
     assert "sni=" not in format_line(exchange(method="CONNECT", url="h.example:443"), T0)
     assert format_combined(record, T0).endswith('"-" "-" "sni=denied.example"')
     assert "sni=" not in format_combined(exchange(method="CONNECT", url="h.example:443"), T0)
+
+
+def test_a_gateway_request_is_marked_in_the_fwdproxy_combined_and_json_lines() -> None:
+    record = exchange(method="GET", url="https://site.example/docs/", status=200, verdict="allow",
+                      source="default", user="alice", gateway=True)
+    assert format_line(record, T0).endswith('"" mode=gateway')
+    assert format_combined(record, T0).startswith('127.0.0.1 - alice ')
+    assert format_combined(record, T0).endswith('"-" "-" "mode=gateway"')
+    assert json.loads(format_json(record, T0))["gateway"] is True
+    plain = exchange(method="GET", url="https://site.example/docs/", status=200)
+    assert "mode=" not in format_line(plain, T0) + format_combined(plain, T0)
 
 
 def test_json_upstream_address() -> None:

@@ -35,6 +35,7 @@ from fwdproxy.proxy.admission import authenticate, read_proxy_header
 from fwdproxy.proxy.context import ServerContext
 from fwdproxy.proxy.decisions import Decision, address_verdict, request_facts, safe_search_host
 from fwdproxy.proxy.forward import RetryOnNewConnection, UpstreamAborted, forward
+from fwdproxy.proxy.gateway import serve_gateway, wants_gateway
 from fwdproxy.proxy.h11_stream import H11Stream, connection_class
 from fwdproxy.proxy.headers import has_our_via
 from fwdproxy.proxy.ownpages import (
@@ -473,6 +474,9 @@ class ClientConnection:
         self.tunnel = OpenTunnel(stream, self.http.conn.trailing_data[0], from_parent, exchange, vet)
 
     async def _serve_own_page(self, request: h11.Request, target: Target, exchange: Exchange) -> None:
+        if wants_gateway(self.ctx, target):
+            await serve_gateway(self.ctx, self.http, self.client_ip, request, target, exchange, self._open)
+            return
         await serve_own_page(self.http, self.ctx, self.reached, self.client_ip, request, target, exchange)
 
 
