@@ -36,7 +36,7 @@ from fwdproxy.policy.names import IPAddress
 from fwdproxy.proxy.admission import authenticate
 from fwdproxy.proxy.context import ServerContext
 from fwdproxy.proxy.decisions import Decision, request_facts, safe_search_host
-from fwdproxy.proxy.forward import first_error, has_body, pump_request_body
+from fwdproxy.proxy.forward import UpstreamAborted, first_error, has_body, pump_request_body
 from fwdproxy.proxy.h11_stream import H11Stream
 from fwdproxy.proxy.replies import forbidden
 from fwdproxy.proxy.target import Target, parse_target
@@ -183,74 +183,99 @@ async def _exchange(ctx: ServerContext, http: H11Stream, origin: H11Stream, requ
     received = list(request.headers)
     headers = request_headers(received, page, ctx.via)
     outgoing = h11.Request(method=request.method, target=page.path.encode("latin-1"), headers=headers)
+    site = _Site(origin, target, ctx.forward_settings.read_timeout)
+    bodiless = not has_body(received)
+    if bodiless:
+        while http.conn.their_state is h11.SEND_BODY:
+            await http.next_event()
+    await site.send(outgoing)
+    if bodiless:
+        await site.send(h11.EndOfMessage())
+        await _relay(ctx, http, site, page, exchange)
+        return
     try:
-        await origin.send(outgoing)
-        if not has_body(received):
-            while http.conn.their_state is h11.SEND_BODY:
-                await http.next_event()
-            await origin.send(h11.EndOfMessage())
-            await _relay(ctx, http, origin, request, page, target, exchange)
-            return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pump_request_body, http, origin, ctx.forward_settings.client_idle_timeout)
-            await _relay(ctx, http, origin, request, page, target, exchange)
-            nursery.cancel_scope.cancel()
+            await _relay(ctx, http, site, page, exchange)
+            nursery.cancel_scope.cancel()  # an early answer: the rest of the upload is moot
     except BaseExceptionGroup as group:
         raise first_error(group) from None
-    except ConnectionLost as exc:
-        if http.conn.our_state is h11.SEND_RESPONSE:
-            raise BadGateway(f"{target.authority} broke the connection: {exc}",
-                             host=target.authority) from exc
-        raise
 
 
-async def _next(ctx: ServerContext, origin: H11Stream, target: Target) -> object:
-    timeout = ctx.forward_settings.read_timeout
-    try:
-        return await origin.next_event(silence=timeout)
-    except trio.TooSlowError:
-        raise GatewayTimeout(f"{target.authority} sent nothing for {timeout:g} s",
-                             host=target.authority) from None
+class _Site:
+    """The site's side of one exchange: its failures are told apart from the browser's
+    (ConnectionLost from here would read as "the client went away")."""
 
+    def __init__(self, origin: H11Stream, target: Target, read_timeout: float) -> None:
+        self.origin = origin
+        self.target = target
+        self.read_timeout = read_timeout
+        self.head_sent = False  # the browser has a response head: failures cut it off
 
-async def _relay(ctx: ServerContext, http: H11Stream, origin: H11Stream, request: h11.Request,
-                 page: GatewayTarget, target: Target, exchange: Exchange) -> None:
-    """The site's response to the browser: head rewritten, body rewritten or relayed."""
-    while True:
-        event = await _next(ctx, origin, target)
-        if type(event) is h11.Response:
-            break
+    def fail(self, message: str) -> Exception:
+        message = f"{self.target.authority} {message}"
+        if self.head_sent:
+            return UpstreamAborted(message)
+        return BadGateway(message, host=self.target.authority)
+
+    async def send(self, event: h11.Request | h11.EndOfMessage) -> None:
+        try:
+            await self.origin.send(event)
+        except ConnectionLost as exc:
+            raise self.fail(f"broke the connection: {exc}") from exc
+
+    async def next(self) -> object:
+        try:
+            event = await self.origin.next_event(silence=self.read_timeout)
+        except trio.TooSlowError:
+            if self.head_sent:
+                raise self.fail(f"sent nothing for {self.read_timeout:g} s") from None
+            raise GatewayTimeout(f"{self.target.authority} sent nothing for {self.read_timeout:g} s",
+                                 host=self.target.authority) from None
+        except ConnectionLost as exc:
+            raise self.fail(f"broke the connection: {exc}") from exc
         if type(event) is h11.ConnectionClosed:
-            raise BadGateway(f"{target.authority} closed the connection without a response",
-                             host=target.authority)
+            raise self.fail("closed the connection in the middle of the response"
+                            if self.head_sent else "closed the connection without a response")
+        return event
+
+
+async def _relay(ctx: ServerContext, http: H11Stream, site: _Site, page: GatewayTarget,
+                 exchange: Exchange) -> None:
+    """The site's response to the browser: head rewritten, body rewritten or relayed."""
+    event = await site.next()
+    while type(event) is not h11.Response:  # 1xx: the gateway's own answer comes whole
+        event = await site.next()
     assert isinstance(event, h11.Response)
     content_type = _header(event.headers, b"content-type")
     encoding = (_header(event.headers, b"content-encoding") or "identity").strip().lower()
     kind = body_kind(content_type)
     if kind is not None and encoding not in _INFLATABLE and encoding != "identity":
-        raise BadGateway(f"{target.authority} sent a page encoded with {encoding!r}, which the "
-                         "gateway cannot rewrite", host=target.authority)
+        raise site.fail(f"sent a page encoded with {encoding!r}, which the gateway cannot rewrite")
     exchange.status, exchange.content_type = event.status_code, content_type or "-"
     headers = response_headers(list(event.headers), page, rewritten=kind is not None,
                                sandbox=ctx.config.gateway.sandbox)
     await http.send(h11.Response(status_code=event.status_code, reason=event.reason, headers=headers))
+    site.head_sent = True
     body = _Body(kind, encoding, LinkRewriter(page.url())) if kind is not None else None
-    while True:
-        event = await _next(ctx, origin, target)
-        if type(event) is h11.Data:
-            data = bytes(event.data)
-            if body is None:
-                await http.send(h11.Data(data=data))
-                continue
-            for piece in body.feed(data):
+    while type(event := await site.next()) is h11.Data:
+        assert isinstance(event, h11.Data)
+        if body is None:
+            await http.send(h11.Data(data=bytes(event.data)))
+            continue
+        pieces = body.feed(bytes(event.data))
+        while True:  # one inflated step at a time: a compressed chunk may expand a lot
+            try:
+                piece = next(pieces, None)
+            except zlib.error as exc:
+                raise site.fail(f"sent a corrupt compressed page: {exc}") from None
+            if piece is None:
+                break
+            if piece:
                 await http.send(h11.Data(data=piece))
-        elif type(event) is h11.EndOfMessage:
-            if body is not None and (rest := body.close()):
-                await http.send(h11.Data(data=rest))
-            await http.send(h11.EndOfMessage())
-            return
-        elif type(event) is h11.ConnectionClosed:
-            raise ConnectionLost(f"{target.authority} closed in the middle of the response")
+    if body is not None and (rest := body.close()):
+        await http.send(h11.Data(data=rest))
+    await http.send(h11.EndOfMessage())
 
 
 def _header(headers: object, name: bytes) -> str | None:
@@ -274,16 +299,18 @@ class _Body:
             HtmlRewriter(links) if kind == "html" else CssRewriter(links.url))
 
     def feed(self, data: bytes) -> Iterator[bytes]:
+        """The rewritten output for `data`, in pieces of bounded size.
+
+        Raises:
+            zlib.error: the compressed body is corrupt.
+        """
         if self.inflate is None:
             yield self._out(self.rewriter.feed(data.decode("latin-1")))
             return
-        try:
-            while data:
-                plain = self.inflate.decompress(data, _INFLATE_STEP)
-                data = self.inflate.unconsumed_tail
-                yield self._out(self.rewriter.feed(plain.decode("latin-1")))
-        except zlib.error as exc:
-            raise ConnectionLost(f"the page's compressed body is corrupt: {exc}") from None
+        while data:
+            plain = self.inflate.decompress(data, _INFLATE_STEP)
+            data = self.inflate.unconsumed_tail
+            yield self._out(self.rewriter.feed(plain.decode("latin-1")))
 
     def close(self) -> bytes:
         return self._out(self.rewriter.close())
