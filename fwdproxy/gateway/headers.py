@@ -10,7 +10,8 @@ Refresh, Link) is rewritten into the gateway, cookies are scoped (`cookies`), an
 headers that would act on the proxy's origin as a whole, not on one site, are dropped:
 a site's CSP (it names the site's origins, which the rewritten links no longer match),
 HSTS and Alt-Svc (they would bind the proxy's host), Clear-Site-Data (it would wipe
-every site's cookies), and the like.
+every site's cookies), Service-Worker-Allowed (a worker's scope past its site's path),
+and the like.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ _DROPPED = {b"content-security-policy", b"content-security-policy-report-only",
             b"strict-transport-security", b"public-key-pins", b"alt-svc", b"clear-site-data",
             b"report-to", b"reporting-endpoints", b"nel", b"www-authenticate", b"set-cookie2",
             b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
-            b"trailer", b"upgrade", b"proxy-authenticate"}
+            b"trailer", b"upgrade", b"proxy-authenticate",
+            b"service-worker-allowed"}  # it would widen a service worker to every site
 # Dropped when the body is rewritten: they describe the site's bytes, not the gateway's.
 _OF_THE_BYTES = {b"content-length", b"content-encoding", b"etag", b"content-md5", b"digest",
                  b"content-digest", b"repr-digest"}

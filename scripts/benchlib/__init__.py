@@ -4,6 +4,7 @@ processes (starting, pinning, measuring and ending processes), machine (the mach
 tools' versions, the commit), origin (the origin server, a small HTTP client, the
 correctness guard), peers (the targets: fwdproxy, the peer proxies, the reference
 forwarders), measurement (wrk and curl rounds, interleaved, and their medians),
-workloads (W1..W6 and the workers sweep), report (the markdown table, PASS/FAIL lines,
-the JSON file) and cli (the options, the order of a run, main).
+workloads (W1..W8 and the workers sweep), gateway (W8: its origin, page and client),
+report (the markdown table, PASS/FAIL lines, the JSON file) and cli (the options, the order
+of a run, main).
 """

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .gateway import fetch_main, origin_main
 from .machine import checkout, cpu_busy, machine, tool_version
 from .origin import _origin_main, correctness_guard, start_origin
 from .peers import CEILINGS, PEERS, Target, h11_cost, start_fwdproxy, start_peer, start_reference
@@ -77,7 +78,19 @@ then round 2 ..., so that drift of the machine hits all targets alike):
      busy the load core and the proxies' core were (a load core near 100% busy means the
      clients and the origin, not the proxy, set the pace). The --ceilings forwarders have
      no CONNECT and are skipped;
-  W7 memory flat: one long W1 run while the proxy's resident memory is sampled.
+  W7 memory flat: one long W1 run while the proxy's resident memory is sampled;
+  W8 the web gateway: a 100 MiB download and a 20 MiB HTML page through /browse/ of a
+     fwdproxy of its own with `gateway: true`, against the same files direct, W3's rounds
+     interleaved (no warm-up but one small page). Its own origin (a small threaded Python
+     server with sendfile, on the load core) serves a sparse 100 MiB
+     application/octet-stream file and a generated page (fixed seed; links, images with
+     srcset, <style> with url(), style attributes, text, comments, a few scripts); the
+     client is curl -o /dev/null (else a small Python client). Median time and MiB/s per
+     fetch each way; the proxy's VmRSS read at 20 Hz during each fetch and its VmHWM at
+     the end: peak minus idle (after the small page) must stay under 50 MiB; every byte
+     of the download must arrive, and a last fetch of the page through the gateway is kept
+     and checked: as many /browse/ links as URLs written, none left pointing out. Peers
+     have no gateway and are not run.
 With --profile W1,W2,W6 (any of them): a profiling run of those workloads through fwdproxy
 only: direct, fwdproxy, and a second fwdproxy started under a small sampling profiler
 (scripts/benchlib/profiler.py: setitimer(ITIMER_PROF) every 1 ms of CPU, a SIGPROF handler
@@ -109,10 +122,11 @@ With --workers 1,2: W1 through fwdproxy --workers N for each N (the proxy pinned
 cores left after the load core when there are more cores than N, else on all cores).
 The report is a markdown table (ratios to the direct connection), PASS/FAIL lines for the
 issue's targets, and JSON with the machine, the versions and every raw round figure.
-Defaults: W1 (and W5's comparison, the sweep) 5 rounds of 10 s, W2, W3 and W6 3 rounds (W2
-and W6 10 s), 256 MiB, 1,000 tunnels, 1,000,000 domains, 60 s for W7; every wrk and W6 target
-gets an unrecorded 1 s warm-up first. A full run with three peers takes about 12 minutes, and
---quick about 3. The share of CPU that other work used before and after the run is
+Defaults: W1 (and W5's comparison, the sweep) 5 rounds of 10 s, W2, W3, W6 and W8 3 rounds
+(W2 and W6 10 s), 256 MiB, 1,000 tunnels, 1,000,000 domains, 60 s for W7 (W8's sizes are the
+same with --quick); every wrk and W6 target gets an unrecorded 1 s warm-up first. A full run
+with three peers takes about 12 minutes, and --quick about 3 (W8 adds about a minute: the
+rewriter sets its pace). The share of CPU that other work used before and after the run is
 measured and reported: figures taken on a busy machine are noted as such.
 """
 
@@ -122,7 +136,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="short run: 3 rounds of 3 s, 64 MiB, 200 tunnels, 100,000 domains, 10 s soak")
-    parser.add_argument("--only", metavar="W1,W3", help="workloads to run (W1..W7; default all)")
+    parser.add_argument("--only", metavar="W1,W3", help="workloads to run (W1..W8; default all)")
     parser.add_argument("--profile", metavar="W1,W6", default="",
                         help="a profiling run of these workloads (W1, W2, W6) through fwdproxy only, "
                         "one fwdproxy under a sampling profiler: prints the cost budget, µs of CPU "
@@ -133,7 +147,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", metavar="1,2", default="",
                         help="worker counts for a W1 sweep through fwdproxy --workers N (default: none)")
     parser.add_argument("--rounds", type=int, help="rounds for W1 and W5 (default 5, quick 3); "
-                        "W2, W3 and W6 use at most 3")
+                        "W2, W3, W6 and W8 use at most 3")
     parser.add_argument("--seconds", type=int, help="length of a W1/W2/W6 round (default 10, quick 3)")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="where to write the figures (default: bench.json in a new temporary folder)")
@@ -327,6 +341,10 @@ def run_workloads(bench: Bench, fwd: Target, references: list[Target], wanted: l
         bench.w5(fwd)
     if "W7" in wanted:
         bench.w7(fwd)
+    if "W8" in wanted:
+        bench.w8()
+        if args.peers:
+            bench.notes.append("W8: only fwdproxy has a web gateway: the peers were not run")
     if args.workers and "workers sweep" not in bench.skipped:
         bench.workers_sweep(fwd)
     fwd.results["rss_end_kib"] = tree_rss_kib(fwd.proc.pid) if fwd.proc and fwd.proc.alive() else None
@@ -337,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["_origin"]:  # the built-in origin, run in a child process
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_origin_main(json.loads(argv[1])))
+        return 0
+    if argv[:1] == ["_gateway_origin"]:  # W8's origin, in a child process
+        with contextlib.suppress(KeyboardInterrupt):
+            origin_main(json.loads(argv[1]))
+        return 0
+    if argv[:1] == ["_gateway_fetch"]:  # W8's client when curl is missing
+        fetch_main(argv[1], argv[2])
         return 0
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))

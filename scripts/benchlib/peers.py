@@ -60,9 +60,10 @@ class Target:
         return data
 
 
-def fwdproxy_config(folder: Path, rules: Path, name: str, tls_port: int) -> Path:
+def fwdproxy_config(folder: Path, rules: Path, name: str, tls_port: int, *, gateway: bool = False) -> Path:
     """The bench's fwdproxy configuration; tunnels to `tls_port` (the TLS origin) have
-    their ClientHello checked, as tunnels to 443 have by default."""
+    their ClientHello checked, as tunnels to 443 have by default. `gateway`: the web
+    gateway on (W8; loopback sites are allowed, as for every target here)."""
     path = folder / f"{name}.yaml"
     path.write_text(
         'listen: ["127.0.0.1:0"]\n'
@@ -73,15 +74,18 @@ def fwdproxy_config(folder: Path, rules: Path, name: str, tls_port: int) -> Path
         "clients: [127.0.0.0/8]\n"
         "timeouts: {rules_poll: 3600, keepalive: 300}\n"
         f"hosts: {{{W5_HOST}: 127.0.0.1}}\n"
-        f"connect_sni: {{ports: [{tls_port}]}}\n")
+        f"connect_sni: {{ports: [{tls_port}]}}\n"
+        + ("gateway: {enabled: true}\n" if gateway else ""))
     return path
 
 
 def start_fwdproxy(procs: Processes, work: Path, name: str, rules: Path, cpu: str | None, *,
-                   tls_port: int, workers: int | None = None, profile: Path | None = None) -> Target:
+                   tls_port: int, workers: int | None = None, profile: Path | None = None,
+                   gateway: bool = False) -> Target:
     """fwdproxy from this checkout; the Target says "failed ..." with its stderr if it did not start.
-    With `profile`, under the sampling profiler (profiler.py), which writes its counts there."""
-    config = fwdproxy_config(work, rules, name, tls_port)
+    With `profile`, under the sampling profiler (profiler.py), which writes its counts there;
+    with `gateway`, its web gateway on (/browse/, W8)."""
+    config = fwdproxy_config(work, rules, name, tls_port, gateway=gateway)
     command = [sys.executable, "-m", "fwdproxy", "--config", str(config)]
     if profile is not None:
         command[1:3] = [str(ROOT / "scripts" / "benchlib" / "profiler.py"), "--out", str(profile), "--"]

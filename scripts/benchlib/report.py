@@ -1,5 +1,5 @@
-"""The report: the markdown table (ratios to the direct connection), the workers table,
-the PASS/FAIL (and INFO) lines for the issue's targets, and the JSON file."""
+"""The report: the markdown table (ratios to the direct connection), the W6, W8 and workers
+tables, the PASS/FAIL (and INFO) lines for the issue's targets, and the JSON file."""
 
 # ruff: noqa: RUF001  (the multiplication sign of ratios is meant)
 from __future__ import annotations
@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .gateway import BOUNDED_MIB, WARMUP_BYTES
 from .measurement import median
 from .peers import CEILINGS, PYTHON_PEERS, Target
 from .profiler import budget_table
@@ -163,6 +164,73 @@ def w6_lines(bench: Bench) -> list[str]:
     return lines
 
 
+def _mib(kib: float | None, sign: str = "") -> str:
+    return "—" if kib is None else f"{kib / 1024:{sign}.1f} MiB"
+
+
+def _timed(figures: dict[str, Any], base: float | None = None) -> str:
+    """A fetch's median seconds and MiB/s (and its ratio to `base`, direct's MiB/s)."""
+    if figures["seconds"] is None:
+        errors: list[str] = figures["errors"] or ["no round"]
+        return f"failed: {errors[0][:100]}"
+    r = ratio(figures["mibps"], base)
+    shown = "" if r is None else f" ×{r:.2f}" if r >= 0.1 else f" ×{r:.4f}"  # not "x0.00"
+    return f"{figures['seconds']:.3f} ({figures['mibps']:,.1f}{shown})"
+
+
+def w8_table(bench: Bench) -> str:
+    """W8: each file direct and through /browse/ (median s and MiB/s), the proxy's CPU and
+    memory during the gateway's fetches, and the check of what arrived."""
+    w8 = bench.w8_figures
+    idle = w8.get("rss_idle_kib")
+    rows = ["| W8 web gateway (fwdproxy, gateway on) | direct s (MiB/s) | through /browse/ s "
+            "(MiB/s ×direct) | time ×direct | fwdproxy CPU s | fwdproxy peak RSS − idle | arrived |",
+            "|---|---|---|---|---|---|---|"]
+    for key, what in (("download", "application/octet-stream, relayed"), ("page", "text/html, rewritten")):
+        summary = w8[key]
+        direct, gateway = summary["direct"], summary["gateway"]
+        if key == "download":
+            complete = summary["complete"]
+            arrived = (f"{summary['bytes']:,} bytes in every round" if complete
+                       else f"INCOMPLETE: {', '.join(f'{b:,}' for b in gateway['received_bytes'])} bytes")
+        else:
+            check = summary["check"]
+            arrived = (f"{check['browse_links']:,} /browse/ links for {check['urls_written']:,} URLs, "
+                       f"{check['left_pointing_out']} left pointing out; {check['bytes']:,} bytes"
+                       if "error" not in check else f"check failed: {check['error'][:100]}")
+        peak, cpu, times = gateway["rss_peak_kib"], gateway["proxy_cpu_s"], summary["time_ratio"]
+        rows.append(f"| {summary['bytes'] / 2**20:.1f} MiB {what} | {_timed(direct)} | "
+                    f"{_timed(gateway, direct['mibps'])} | {'—' if times is None else f'×{times:,.2f}'} | "
+                    f"{'—' if cpu is None else format(cpu, '.2f')} | "
+                    f"{_mib(peak - idle if peak is not None and idle is not None else None, '+')} | "
+                    f"{arrived} |")
+    return "\n".join(rows)
+
+
+def w8_lines(bench: Bench) -> list[str]:
+    """W8's memory in full and the rewriter's speed."""
+    w8 = bench.w8_figures
+    lines = [f"- W8 memory of fwdproxy (gateway on): {_mib(w8.get('rss_fresh_kib'))} fresh, "
+             f"{_mib(w8.get('rss_idle_kib'))} idle after a {WARMUP_BYTES // 1024} KiB page (the "
+             "reference), peak "
+             f"{_mib(w8.get('rss_peak_sampled_kib'))} sampled at 20 Hz, VmHWM {_mib(w8.get('hwm_end_kib'))} "
+             f"at the end ({_mib(w8.get('hwm_idle_kib'))} before the rounds), "
+             f"{_mib(w8.get('rss_end_kib'))} after: peak − idle {_mib(w8.get('growth_sampled_kib'), '+')} "
+             f"sampled, {_mib(w8.get('growth_hwm_kib'), '+')} by VmHWM"]
+    page = w8["page"]["gateway"]
+    if page["seconds"] and page["proxy_cpu_s"]:
+        size = w8["page"]["bytes"] / 2**20
+        lines.append(f"- W8 rewrite: {page['mibps']:.1f} MiB/s of HTML through the gateway, "
+                     f"{size / page['proxy_cpu_s']:.1f} MiB per second of fwdproxy's CPU "
+                     f"({page['proxy_cpu_s']:.2f} s for {size:.1f} MiB)")
+    for key in ("download", "page"):
+        for via in ("direct", "gateway"):
+            errors = w8[key][via]["errors"]
+            if errors:
+                lines.append(f"- W8 {key} {via}: {len(errors)} failed round(s): {errors[0][:200]}")
+    return lines
+
+
 def budget_sections(bench: Bench) -> list[str]:
     """--profile: the cost budget of each profiled workload, with its checks."""
     by_name = {t.name: t for t in bench.targets}
@@ -255,6 +323,7 @@ def verdicts(bench: Bench) -> list[dict[str, Any]]:
     _w2_to_w4_verdicts(v)
     _w6_verdicts(v)
     _w5_w7_verdicts(v)
+    _w8_verdicts(v)
     _sweep_verdicts(v)
     return v.found
 
@@ -374,6 +443,35 @@ def _w5_w7_verdicts(v: _Verdicts) -> None:
             f"of {w7['seconds']} s, {w7['idle_after_2s_kib'] / 1024:.1f} MiB idle")
 
 
+def _w8_verdicts(v: _Verdicts) -> None:
+    """W8: memory bounded, the download complete, the page rewritten; the speeds (INFO)."""
+    add, w8 = v.add, v.bench.w8_figures
+    if not w8:
+        return
+    if "error" in w8:
+        add("W8", False, w8["error"].splitlines()[0][:200])
+        return
+    growth = max(w8["growth_sampled_kib"], w8["growth_hwm_kib"])
+    add(f"W8 memory bounded: fwdproxy's peak RSS − idle ≤ {BOUNDED_MIB} MiB through a "
+        f"{w8['big_bytes'] / 2**20:.0f} MiB download and a {w8['page_bytes'] / 2**20:.0f} MiB page",
+        bool(w8["bounded"]), f"{growth / 1024:+.1f} MiB (sampled {w8['growth_sampled_kib'] / 1024:+.1f}, "
+        f"VmHWM {w8['growth_hwm_kib'] / 1024:+.1f})")
+    download = w8["download"]
+    add("W8 the download arrives whole through the gateway", bool(download["complete"]),
+        f"{', '.join(f'{b:,}' for b in download['gateway']['received_bytes']) or 'nothing'} of "
+        f"{download['bytes']:,} bytes")
+    check = w8["page"]["check"]
+    add("W8 the page comes back rewritten: a /browse/ link for every URL written, none pointing out",
+        bool(check["ok"]), check.get("error") or f"{check['browse_links']:,} of {check['urls_written']:,}, "
+        f"{check['left_pointing_out']} pointing out")
+    for key, what in (("download", "download"), ("page", "page (rewritten)")):
+        direct, gateway = w8[key]["direct"], w8[key]["gateway"]
+        r = ratio(gateway["mibps"], direct["mibps"])
+        add(f"W8 {what} through the gateway against direct", None,
+            f"{gateway['mibps']} MiB/s against {direct['mibps']} MiB/s" + (f", ×{r:.3g}" if r else ""),
+            kind="info")
+
+
 def _sweep_verdicts(v: _Verdicts) -> None:
     """The workers sweep: scaling against one worker."""
     add, bench = v.add, v.bench
@@ -408,6 +506,8 @@ def method(bench: Bench) -> str:
         "W6": f"W6: {bench.minor_rounds} rounds of {a.seconds} s, {W6_CLIENTS} clients, a new connection, "
               "CONNECT and TLS handshake per GET",
         "W7": f"W7: {a.soak_seconds} s of W1",
+        "W8": f"W8: {bench.minor_rounds} rounds of one 100 MiB download and one 20 MiB HTML page, "
+              f"direct and through /browse/, {'curl' if bench.curl else 'a Python client'}",
     }
     text = "; ".join(parts[w] for w in WORKLOADS if w in ran)
     return (text or "no workload ran") + "."
@@ -426,11 +526,13 @@ def report(bench: Bench, started: datetime.datetime,
         "",
         f"Origin: {bench.origin.description}. Pinning: {bench.pinning_text()}.",
         method(bench),
-        "",
-        table(bench),
     ]
+    if set(bench.args.only) & {"W1", "W2", "W3", "W4", "W5"}:  # the workloads of the main table
+        lines += ["", table(bench)]
     if any("W6" in t.results for t in bench.targets):
         lines += ["", w6_table(bench)]
+    if bench.w8_figures and "error" not in bench.w8_figures:
+        lines += ["", w8_table(bench)]
     if bench.sweep:
         lines += ["", "Workers (W1 through fwdproxy --workers N; wrk and the origin on core "
                   f"{bench.load_cpu}):", "", sweep_table(bench)]
@@ -457,6 +559,8 @@ def report(bench: Bench, started: datetime.datetime,
                              f"{summary['requests']:,} requests{why}")
     if any("W6" in t.results for t in bench.targets):
         lines += w6_lines(bench)
+    if bench.w8_figures and "error" not in bench.w8_figures:
+        lines += w8_lines(bench)
     for workload, reason in bench.skipped.items():
         lines.append(f"- {workload} skipped: {reason}")
     lines += [f"- {note}" for note in bench.notes]
@@ -486,7 +590,8 @@ def write_json(bench: Bench, info: dict[str, Any], text: str, found: list[dict[s
         "pinning": {"text": bench.pinning_text(), "proxy_cpu": bench.proxy_cpu, "load_cpu": bench.load_cpu},
         "skipped": bench.skipped, "notes": bench.notes,
         "targets": {t.name: t.as_json() for t in bench.targets},
-        "W5": bench.w5_figures, "W7": bench.w7_figures, "h11_us_per_exchange": bench.h11_cost_us,
+        "W5": bench.w5_figures, "W7": bench.w7_figures, "W8": bench.w8_figures,
+        "h11_us_per_exchange": bench.h11_cost_us,
         "profile": {key: t.results.get(key, {}).get("budget") for t in bench.targets
                     if t.name == PROFILED_NAME for key in args.profile},
         "workers_sweep": {"direct_rounds_rps": bench.sweep_direct,

@@ -1,4 +1,4 @@
-"""The workloads: W1..W7 and the --workers sweep, as the methods of Bench (the run)."""
+"""The workloads: W1..W8 and the --workers sweep, as the methods of Bench (the run)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from typing import Any
 from bench_rules import LOOKED_UP_HOST as W5_HOST  # the list is consulted for it
 from bench_rules import synthetic_domains, write_hosts_list
 
+from .gateway import run_w8
 from .httpsload import HttpsLoad
 from .measurement import Measurer, median, parse_wrk, summarize_cpu
 from .origin import HttpConn, correctness_guard, get_request, open_tunnel
 from .peers import Target, start_fwdproxy
 from .processes import ALL_CPUS, Processes, clean_env, core_busy, core_times, log, pinned, tree_rss_kib
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
 PROFILED = ("W1", "W2", "W6")  # the workloads --profile can run
 W6_CLIENTS, W6_PROCESSES = 20, 4  # W6: concurrent clients, spread over this many processes
 W6_FIGURES = ("cps", "setup_p50_ms", "setup_p99_ms", "total_p50_ms", "total_p99_ms", "connect_p50_ms",
@@ -34,6 +35,7 @@ class Bench(Measurer):
         self.targets: list[Target] = []
         self.w5_figures: dict[str, Any] = {}
         self.w7_figures: dict[str, Any] = {}
+        self.w8_figures: dict[str, Any] = {}
         self.h11_cost_us: float | None = None  # --ceilings: h11's CPU per W1 exchange
         self.sweep: list[Target] = []
         self.sweep_direct: list[float] = []
@@ -264,6 +266,16 @@ class Bench(Measurer):
         if not figures.get("rps") or figures.get("non_2xx"):
             self.w7_figures["error"] = f"wrk: {output[-400:]}"
         log(f"W7: RSS {reference} KiB after warm-up, {end} KiB at the end, {idle} KiB idle")
+
+    # W8 ---------------------------------------------------------------------------------
+
+    def w8(self) -> None:
+        """The web gateway: a 100 MiB download and a ~20 MiB HTML page through /browse/ of a
+        fwdproxy of its own (gateway on), against the same files direct (benchlib/gateway.py)."""
+        assert self.origin is not None
+        self.w8_figures = run_w8(self.procs, self.work, rounds=self.minor_rounds, curl=self.curl,
+                                 proxy_cpu=self.proxy_cpu, load_cpu=self.load_cpu,
+                                 tls_port=self.origin.port_tls)
 
     # workers sweep ---------------------------------------------------------------------
 
