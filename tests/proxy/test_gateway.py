@@ -343,3 +343,12 @@ async def test_an_https_site_the_trust_store_does_not_know_is_refused(
     assert response.status_code == 502
     assert re.search(rb"certificate verify failed|CERTIFICATE_VERIFY_FAILED", body), body
     assert seen == []
+
+
+async def test_clients_outside_the_allowed_networks_get_no_gateway(
+        start_proxy: StartProxy, start_http_origin: StartHttpOrigin) -> None:
+    origin = await start_http_origin()
+    proxy = await start_proxy(gateway=True, clients=["10.0.0.0/8"])
+    response, _ = await browse(proxy, f"/browse/http/origin.test:{origin.port}/")
+    assert response.status_code == 403
+    assert origin.requests == []
