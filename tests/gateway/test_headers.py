@@ -41,7 +41,8 @@ def test_response_headers_rewritten_and_origin_wide_ones_dropped() -> None:
         (b"set-cookie", b"a=1; Path=/"), (b"set-cookie", b"broken"),
         (b"strict-transport-security", b"max-age=1"), (b"content-security-policy", b"default-src 'self'"),
         (b"alt-svc", b'h3=":443"'), (b"clear-site-data", b'"*"'), (b"www-authenticate", b"Basic"),
-        (b"service-worker-allowed", b"/"), (b"content-length", b"10"), (b"content-encoding", b"gzip"), (b"etag", b'"x"'),
+        (b"service-worker-allowed", b"/"), (b"content-length", b"10"), (b"content-encoding", b"gzip"),
+        (b"etag", b'"x"'),
         (b"content-type", b"text/html"),
     ], PAGE, rewritten=True, sandbox=True)
     assert out == [
