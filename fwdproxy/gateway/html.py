@@ -43,6 +43,12 @@ __all__ = ["HtmlRewriter", "rewrite_html"]
 _LINKS = frozenset({"href", "src", "action", "formaction", "poster", "data", "background",
                     "cite", "longdesc", "lowsrc", "manifest", "codebase", "xlink:href"})
 _SRCSETS = frozenset({"srcset", "imagesrcset"})
+# Every attribute whose value `_rewrite_attrs` reads (the others go out as they came,
+# unless the tag is rebuilt): only these are decoded for every tag.
+_READ = _LINKS | _SRCSETS | {"ping", "style", "content", "srcdoc", "to", "from", "by", "values",
+                             "http-equiv", "attributename"}
+# Tags whose attributes steer the others (see `_rewrite_attrs`).
+_STEERING = frozenset({"meta", "base", "animate", "set"})
 # Elements whose content a browser reads as raw text, up to their end tag.
 _RAW = frozenset({"script", "style", "title", "textarea", "xmp", "iframe", "noembed",
                   "noframes"})
@@ -54,6 +60,7 @@ _MAX_SRCDOC_DEPTH = 8  # deeper nested srcdoc pages become empty ones
 _RESCAN = 1024  # an unfinished construct longer than this is retried once input doubles
 
 _TAG_OPEN = re.compile("</?[A-Za-z]")
+_PLAIN_END_TAG = re.compile("</([A-Za-z][^\t\n\f\r />]*+)>")  # what scan_tag reads as such
 _COMMENT_END = re.compile("--!?>")
 _CHARREF_SO_FAR = re.compile("&#(?:[0-9]*|[xX][0-9a-fA-F]*)")
 
@@ -208,14 +215,16 @@ class _Tokenizer(HTMLParser):
     # -- HTMLParser hooks -------------------------------------------------------------
 
     def updatepos(self, i: int, j: int) -> int:
+        # Not the base class's: nothing here reads getpos(), so the line and column it
+        # would count (a str.count per token) are not kept.
         if i < j:
-            if not self._data_token:
+            if not self._data_token and self._css is not None:
                 self._close_css()  # a tag or comment inside a style ends a CSS run
             text = self._replacement
             self.out.append(self.rawdata[i:j] if text is None else text)
         self._replacement = None
         self._data_token = False
-        return super().updatepos(i, j)
+        return j
 
     def handle_data(self, data: str) -> None:
         self._data_token = True
@@ -240,22 +249,30 @@ class _Tokenizer(HTMLParser):
         # start tag; HTMLParser ends it at the first ">", and then might take as raw text
         # what a browser reads as markup (</a x="><script>">).
         raw = self.rawdata
-        if not _TAG_OPEN.match(raw, i):
+        plain = _PLAIN_END_TAG.match(raw, i)  # "</p>": the common case, in one match
+        if plain is not None:
+            name, end = plain.group(1), plain.end()
+        elif not _TAG_OPEN.match(raw, i):
             if raw.startswith(">", i + 2):
                 return i + 3
             gt = raw.find(">", i + 2)
             return -1 if gt < 0 else gt + 1
-        scanned = tags.scan_tag(raw, i + 2) if raw.find(">", i) > 0 else None
-        if scanned is None:
-            return -1
-        # In raw text, goahead() calls here only at "</script" + a delimiter.
-        name = self.cdata_elem or scanned[0].lower()
+        else:
+            scanned = tags.scan_tag(raw, i + 2) if raw.find(">", i) > 0 else None
+            if scanned is None:
+                return -1
+            name, end = scanned[0], scanned[3]
+        self._end_tag(name)
+        return end
+
+    def _end_tag(self, name: str) -> None:
+        # In raw text, goahead() calls parse_endtag only at "</script" + a delimiter.
+        name = self.cdata_elem or name.lower()
         self.clear_cdata_mode()
         if name == "style" or name in _OPAQUE:
             self._in_style = False
         if name in _OPAQUE and self._opaque[name]:
             self._opaque[name] -= 1
-        return scanned[3]
 
     def parse_comment(self, i: int, report: bool = True) -> int:
         # As browsers end comments: "<!-->" and "<!--->" are whole, "--!>" closes too.
@@ -290,8 +307,7 @@ class _Tokenizer(HTMLParser):
 
     def _start(self, name: str, attrs: Attrs, closing: bool) -> None:
         tag = name.lower()
-        pairs = [(attr, None if value is None else tags.decode_attr(value)) for attr, value in attrs]
-        new, changed = self._rewrite_attrs(tag, pairs)
+        new, changed = self._rewrite_attrs(tag, attrs) if attrs else (attrs, False)
         if new is None:
             self._replacement = ""
         elif changed:
@@ -310,32 +326,54 @@ class _Tokenizer(HTMLParser):
         # HTMLParser wants "</elem>", and takes "</ elem>").
         self.interesting = re.compile(f"</{elem}(?=[\t\n\f\r />])", re.I | re.A)
 
-    def _rewrite_attrs(self, tag: str, pairs: Attrs) -> tuple[Attrs | None, bool]:
-        """The new attributes (None: drop the tag) and whether any changed."""
-        first: dict[str, str | None] = {}
-        for name, value in pairs:
-            first.setdefault(name.lower(), value)  # as browsers do with duplicates
-        equiv = (first.get("http-equiv") or "").strip().lower() if tag == "meta" else ""
+    def _rewrite_attrs(self, tag: str, attrs: Attrs) -> tuple[Attrs | None, bool]:
+        """The new attributes (None: drop the tag) and whether any changed. `attrs` are
+        raw: a value is decoded when it is read, the others only if the tag is rebuilt
+        (a tag that does not change goes out as it came)."""
+        equiv, animated = self._steering(tag, attrs) if tag in _STEERING else ("", False)
         if equiv == "content-security-policy":
             return None, True
+        new: Attrs = []
+        undecoded: list[int] = []  # where `new` holds a value as it was written
+        changed = False
+        for name, raw in attrs:
+            key = name.lower()
+            if key == "integrity":
+                changed = True
+                continue
+            if raw is None or key not in _READ:  # `_attr` would return it as it is
+                if raw is not None and "&" in raw:
+                    undecoded.append(len(new))
+                new.append((name, raw))
+                continue
+            value = tags.decode_attr(raw)
+            result = self._attr(tag, key, value, equiv == "refresh", animated)
+            changed = changed or result != value
+            new.append((name, result))
+        if changed:
+            for index in undecoded:
+                attr, raw = new[index]
+                new[index] = (attr, None if raw is None else tags.decode_attr(raw))
+        return new, changed
+
+    def _steering(self, tag: str, attrs: Attrs) -> tuple[str, bool]:
+        """A <meta>'s http-equiv and whether an <animate> or <set> animates a link;
+        the first <base href> moves the base."""
+        first: dict[str, str | None] = {}
+        for name, raw in attrs:
+            key = name.lower()
+            if key in ("http-equiv", "href", "attributename") and key not in first:
+                first[key] = None if raw is None else tags.decode_attr(raw)  # as browsers
+        equiv = (first.get("http-equiv") or "").strip().lower() if tag == "meta" else ""
+        if equiv == "content-security-policy":
+            return equiv, False
         href = first.get("href")
         if tag == "base" and href is not None and not self._base_set:
             self._base_set = True  # only the first <base href> counts
             self.links.set_base(href)
         animated = tag in ("animate", "set") and \
             (first.get("attributename") or "").strip().lower() in ("href", "xlink:href")
-        new: Attrs = []
-        changed = False
-        for name, value in pairs:
-            key = name.lower()
-            if key == "integrity":
-                changed = True
-                continue
-            result = value if value is None else self._attr(tag, key, value,
-                                                            equiv == "refresh", animated)
-            changed = changed or result != value
-            new.append((name, result))
-        return new, changed
+        return equiv, animated
 
     def _attr(self, tag: str, key: str, value: str, refresh: bool, animated: bool) -> str:
         if key in _LINKS:

@@ -30,6 +30,16 @@ _ATTR_REF = re.compile("&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?
 _NOT_LATIN1 = re.compile("[^\x00-\xff]")
 TOKEN = re.compile("[^\t\n\f\r ]+")
 _SRCSET_GAP = re.compile("[\t\n\f\r ,]*")
+# One attribute, or a whole tag, in one match: the tokenizer's steps (see `_scan`) as
+# possessive runs and alternatives that exclude each other by their first character, so
+# that the only match is the one those steps take; a quote that does not close matches
+# nothing (and `_scan` reads the tag).
+_ATTR_STEPS = ("[\t\n\f\r /]*+({n}[^\t\n\f\r />][^\t\n\f\r />=]*+)[\t\n\f\r ]*+"
+               "(?:({n}=)[\t\n\f\r ]*+(?:\"({n}[^\"]*+)\"|'({n}[^']*+)'|(?![\"'])({n}[^\t\n\f\r >]*+))"
+               "|(?!=))")
+_ATTR = re.compile(_ATTR_STEPS.format(n=""))
+_WHOLE_TAG = re.compile(f"([^\t\n\f\r />]*+)((?:{_ATTR_STEPS.format(n='?:')})*+)"
+                        "([\t\n\f\r /]*+)>")
 _REFRESH = re.compile(f"{_WS}[0-9.]+(?=\\Z|[;,\t\n\f\r ]){_WS}[;,]?{_WS}"
                       f"(?:[Uu][Rr][Ll]{_WS}={_WS})?")
 
@@ -38,6 +48,21 @@ def scan_tag(text: str, start: int) -> tuple[str, Attrs, bool, int] | None:
     """The tag whose name starts at text[start], read by the HTML standard's tokenizer
     rules: its name, attributes (raw names and values), self-closing flag and end; None
     when the text ends inside it."""
+    whole = _WHOLE_TAG.match(text, start)
+    if whole is None:  # the text ends inside the tag (or `_scan` says otherwise)
+        return _scan(text, start)
+    name_end, run_end, gt = whole.end(1), whole.end(2), whole.end(3)
+    attrs: Attrs = []
+    if run_end > name_end:
+        # The same steps again, one attribute at a time: they match back to back.
+        for name, equals, double, single, bare in _ATTR.findall(text, name_end, run_end):
+            attrs.append((name, (double or single or bare) if equals else None))
+    closing = gt > run_end and text[gt - 1] == "/"
+    return text[start:name_end], attrs, closing, gt + 1
+
+
+def _scan(text: str, start: int) -> tuple[str, Attrs, bool, int] | None:
+    """`scan_tag` step by step, as the tokenizer's states go."""
     name_end = _end(_TAG_NAME, text, start)
     pos, size = name_end, len(text)
     attrs: Attrs = []

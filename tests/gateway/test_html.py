@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ast
 import html
+import inspect
 import itertools
 import re
+import textwrap
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fwdproxy.gateway import html as html_module
+from fwdproxy.gateway import tags as tags_module
 from fwdproxy.gateway.html import HtmlRewriter, rewrite_html
 from fwdproxy.gateway.urls import LinkRewriter
 
@@ -148,6 +151,34 @@ CASES: list[tuple[str, str]] = [
     ('<a x= "a>b" href=y>', f'<a x="a&gt;b" href="{D}y">'),
     ('<a title="x"href=y/>', f'<a title="x" href="{D}y/">'),
     ('<a href=x / >', f'<a href="{D}x">'),
+    # values are decoded where they are read, and all of them when the tag is rebuilt
+    ('<a title="a&amp;b&lt;" data-x="&#233;" href=x>',
+     f'<a title="a&amp;b&lt;" data-x="&#xE9;" href="{D}x">'),
+    ('<p class="a&amp;b" title="&eacute;" data=&copy=1>',
+     f'<p class="a&amp;b" title="&#xE9;" data="{D}&amp;copy=1">'),
+    ('<a href="#f" title="&eacute;">', '<a href="#f" title="&eacute;">'),
+    ('<a href=x title="&amp;" title2>', f'<a href="{D}x" title="&amp;" title2>'),
+    ('<img alt=&lt; src="i.png" srcset="j.png 2x" ALT="&#x26;">',
+     f'<img alt="&lt;" src="{D}i.png" srcset="{D}j.png 2x" ALT="&amp;">'),
+    ('<link integrity="x" title="&amp;">', '<link title="&amp;">'),
+    ('<meta http-equiv="&#82;efresh" content="0;url=n.html">',
+     f'<meta http-equiv="Refresh" content="0;url={D}n.html">'),
+    ('<base href="&#47;b/"><a href=y>', f'<base href="{S}b/"><a href="{S}b/y">'),
+    ('<base HREF=/x/ href=/y/><a href=z>', f'<base HREF="{S}x/" href="{S}y/"><a href="{S}x/z">'),
+    ('<base href href=/y/><a href=z>', f'<base href href="{S}y/"><a href="{D}z">'),
+    ('<svg><set attributeName="hr&#101;f" to="c.svg"/></svg>',
+     f'<svg><set attributeName="href" to="{D}c.svg"/></svg>'),
+    # end tags, plain and not
+    ('<b>x</B ><a href=x></a/></a\nb><a href=x>', f'<b>x</B ><a href="{D}x"></a/></a\nb><a href="{D}x">'),
+    ('<script>a</SCRIPT><a href=x>', f'<script>a</SCRIPT><a href="{D}x">'),
+    ('<style>a{background:url(u)}</style\n><a href=x>',
+     f'<style>a{{background:url("{D}u")}}</style\n><a href="{D}x">'),
+    ('<style>a{background:url(u)}</Style><a href=x>',
+     f'<style>a{{background:url("{D}u")}}</Style><a href="{D}x">'),
+    ('<svg><style>a{}</style></svg><style>b{background:url(u)}</style>',
+     f'<svg><style>a{{}}</style></svg><style>b{{background:url("{D}u")}}</style>'),
+    ('<math></math></math><style>b{background:url(u)}</style>',
+     f'<math></math></math><style>b{{background:url("{D}u")}}</style>'),
 ]
 
 
@@ -396,7 +427,8 @@ def browser_tag(doc: str, pos: int) -> tuple[str, list[tuple[str, str]], int] | 
     start = pos = pos + (2 if doc.startswith("</", pos) else 1)
     while pos < len(doc) and doc[pos] not in WS + "/>":
         pos += 1
-    name, attrs = doc[start:pos].lower(), []
+    name = doc[start:pos].lower()
+    attrs: list[tuple[str, str]] = []
     while True:
         while pos < len(doc) and doc[pos] in WS + "/":
             pos += 1
@@ -431,7 +463,8 @@ def browser_tag(doc: str, pos: int) -> tuple[str, list[tuple[str, str]], int] | 
 
 def browser_start_tags(doc: str) -> list[tuple[str, list[tuple[str, str]]]]:
     """Without JavaScript (<noscript> holds markup); <svg> and <math> counted, not built."""
-    tags, pos, foreign = [], 0, {"svg": 0, "math": 0}
+    tags: list[tuple[str, list[tuple[str, str]]]] = []
+    pos, foreign = 0, {"svg": 0, "math": 0}
     while (pos := doc.find("<", pos)) >= 0:
         following = doc[pos + 1:pos + 2]
         if doc.startswith("<!--", pos):
@@ -540,6 +573,33 @@ def test_any_latin1_text_is_handled(page: str) -> None:
 def test_hostile_inputs_do_not_raise(page: str) -> None:
     for cuts in ([], list(range(1, len(page)))):
         assert max(map(ord, chunked(page, cuts)), default=0) <= 0xFF
+
+
+TAG_ALPHABET = ["a", "b", "=", '"', "'", " ", "\t", "\n", "\f", "\r", "/", ">", "<", "&", "\x0b",
+                "\xa0", "\x85", "-", "\xe9", "\x00"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from(["", "<a", "x", "</"]), st.lists(st.sampled_from(TAG_ALPHABET), max_size=16))
+def test_a_tag_read_in_one_match_is_read_as_step_by_step(before: str, chars: list[str]) -> None:
+    text = before + "".join(chars)
+    assert tags_module.scan_tag(text, len(before)) == tags_module._scan(text, len(before))
+
+
+def test_every_attribute_the_rewriter_reads_is_decoded() -> None:
+    # Only the attributes in _READ are decoded for every tag: `_attr` must test no other.
+    tree = ast.parse(textwrap.dedent(inspect.getsource(html_module._Tokenizer._attr)))
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "key":
+            for side in node.comparators:
+                if isinstance(side, ast.Name):
+                    read |= getattr(html_module, side.id)
+                else:
+                    value = ast.literal_eval(side)
+                    read |= set(value) if isinstance(value, tuple) else {value}
+    assert {"href", "srcset", "ping", "style", "content", "srcdoc", "to", "values"} <= read
+    assert read <= html_module._READ
 
 
 def test_the_module_stays_pure() -> None:
