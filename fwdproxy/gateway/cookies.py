@@ -11,7 +11,9 @@ On the way to a site, only marked cookies go (unmarked): whatever else the brows
 for the proxy's origin (the proxy's own cookies, another application's on the same host
 and port, cookies a page's script set, which the gateway cannot scope) never leaves.
 ``Secure`` is dropped, since the gateway itself is plain http; the cookie still travels
-to the site over https when the site is https.
+to the site over https when the site is https. So are ``SameSite=None`` and
+``Partitioned``, which browsers accept only on a Secure cookie (they would reject the
+cookie whole): such a cookie gets the browser's default, ``Lax``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from __future__ import annotations
 __all__ = ["NAME_PREFIX", "cookies_for_site", "set_cookie_for_browser"]
 
 NAME_PREFIX = "fwdgw_"
-# Attributes kept as they are; Path is rewritten, Domain and Secure are dropped.
-_KEPT = {"expires", "max-age", "httponly", "samesite", "partitioned"}
+# Attributes kept as they are; Path is rewritten, Domain, Secure and Partitioned are
+# dropped, SameSite is kept unless it is None (both need Secure).
+_KEPT = {"expires", "max-age", "httponly", "samesite"}
 
 
 def _default_path(request_path: str) -> str:
@@ -53,6 +56,8 @@ def set_cookie_for_browser(value: str, site_prefix: str, request_path: str) -> s
         if key_lower == "path":
             candidate = attribute_value.strip()
             path = candidate if candidate.startswith("/") else _default_path(request_path)
+        elif key_lower == "samesite" and attribute_value.strip().lower() == "none":
+            continue
         elif key_lower in _KEPT:
             kept.append(attribute.strip())
     scoped = site_prefix.rstrip("/") + path

@@ -82,9 +82,12 @@ def request_headers(received: Headers, target: GatewayTarget, via: str) -> Heade
     out: Headers = [(b"host", target.authority.encode("latin-1"))]
     cookies: list[str] = []
     referring: GatewayTarget | None = None
+    has_origin = False
     for name, value in received:
         if name in _PASSED:
             out.append((name, value))
+        elif name == b"origin":
+            has_origin = True  # the proxy's origin (or "null"): turned back from Referer
         elif name == b"cookie":
             cookies.append(value.decode("latin-1"))
         elif name == b"referer":
@@ -94,8 +97,9 @@ def request_headers(received: Headers, target: GatewayTarget, via: str) -> Heade
     site_cookies = cookies_for_site(cookies)
     if site_cookies is not None:
         out.append((b"cookie", site_cookies.encode("latin-1")))
-    if referring is not None:
-        # The page that sent the browser here; a form's POST names its origin.
+    if referring is not None and has_origin:
+        # A browser sends Origin on a form's POST and on CORS requests: the site gets
+        # the origin of the page that sent it, as a browser would have written it.
         out.append((b"origin", f"{referring.scheme}://{referring.authority}".encode("latin-1")))
     out.append((b"accept-encoding", b"identity"))  # the gateway rewrites what it reads
     out.append((b"via", f"1.1 {via}".encode("latin-1")))

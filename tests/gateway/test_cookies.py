@@ -12,6 +12,11 @@ SITE = "/browse/https/example.org/"
 @pytest.mark.parametrize(("value", "path", "expected"), [
     ("sid=abc; Path=/; Domain=.example.org; Secure; HttpOnly; SameSite=Lax", "/login",
      "fwdgw_sid=abc; Path=/browse/https/example.org/; HttpOnly; SameSite=Lax"),
+    # Without Secure, browsers refuse SameSite=None and Partitioned: the cookie whole.
+    ("t=1; Path=/; Secure; SameSite=None; Partitioned", "/login",
+     "fwdgw_t=1; Path=/browse/https/example.org/"),
+    ("t=1; samesite = none ; Max-Age=60", "/login",
+     "fwdgw_t=1; Path=/browse/https/example.org/; Max-Age=60"),
     ("a=1", "/dir/page?x=1", "fwdgw_a=1; Path=/browse/https/example.org/dir"),
     ("a=1", "/page", "fwdgw_a=1; Path=/browse/https/example.org/"),
     ("a=1; path=/shop/", "/", "fwdgw_a=1; Path=/browse/https/example.org/shop/"),

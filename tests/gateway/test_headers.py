@@ -28,6 +28,13 @@ def test_request_headers_pass_what_a_page_needs_and_no_credentials() -> None:
     }
 
 
+def test_origin_goes_only_where_the_browser_sent_one() -> None:
+    referer = (b"referer", b"http://127.0.0.1:8080/browse/https/example.org/form")
+    assert b"origin" not in dict(request_headers([referer], PAGE, "p"))  # a GET navigation
+    out = dict(request_headers([referer, (b"origin", b"null")], PAGE, "p"))
+    assert out[b"origin"] == b"https://example.org"
+
+
 def test_a_referer_outside_the_gateway_is_not_passed() -> None:
     out = dict(request_headers([(b"referer", b"http://127.0.0.1:8080/status")], PAGE, "p"))
     assert b"referer" not in out and b"origin" not in out
