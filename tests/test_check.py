@@ -278,7 +278,7 @@ def test_lint_malformed_line_exits_1(capsys: pytest.CaptureFixture[str], rules: 
     assert "duplicate: deny/ads.txt:3: ads.example is already listed at deny/ads.txt:1" in lines
     assert ("shadowed: deny/ads.txt:4: x.ads.example is already covered by ads.example "
             "(deny/ads.txt:1)") in lines
-    assert "skipped: 1 lines: adblock rule other than ||domain^ (options, paths, wildcards)" in lines
+    assert "skipped: 1 lines: adblock option $script" in lines
     assert "    deny ads: 3" in lines
     assert lines[-1] == "1 errors, 1 duplicates, 1 shadowed"
 

@@ -5,8 +5,9 @@ each entry is a 64-bit hash of its canonical name in one sorted `array`, with pa
 array packing its line, file and mode (16 bytes an entry). A lookup hashes the
 host and each parent domain (``a.b.example.com``, ``b.example.com``, ``example.com``,
 ``com``) and binary-searches each: microseconds, whatever the list size. Addresses are
-indexed by prefix length, URL prefixes by host, and each file's regular expressions are
-compiled together into one pattern. Every match names its file and line.
+indexed by prefix length, URL prefixes by host, AdBlock patterns by host or token (see
+adblock.py), and each file's regular expressions are compiled together into one pattern.
+Every match names its file and line.
 
 Hashes are Python's own str hash (SipHash, randomised per process): two names colliding
 in a 64-bit hash among a million entries has odds of about 1 in 10^7 per lookup... of
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Literal
 
+from fwdproxy.policy.adblock import PatternIndex
 from fwdproxy.policy.names import IPAddress, canonical_address
 from fwdproxy.policy.rules import DOMAIN_AND_SUBDOMAINS, IPNetwork
 
@@ -118,6 +120,8 @@ class RuleSet:
         self._url_prefixes: dict[str, list[tuple[int | None, str, int, int]]] = {}
         self._url_regexes: list[_Regexes] = []
         self._host_regexes: list[_Regexes] = []
+        self._patterns = PatternIndex()  # AdBlock path and wildcard patterns
+        self._allowing: frozenset[int] = frozenset()  # file ids whose entries allow
         self.errors: list[str] = []
         self.skipped: Counter[str] = Counter()
         self.counts: Counter[tuple[Action, str]] = Counter()
@@ -205,6 +209,9 @@ class RuleSet:
             hit = regexes.search(url)
             if hit is not None:
                 found.append(self._match(regexes.fid, hit, "URL regex"))
+        if self._patterns.size:
+            for fid, line, text in self._patterns.search(host, url, self._allowing):
+                found.append(self._match(fid, line, f"AdBlock pattern {text}"))
         return found
 
     def match_host_regex(self, host: str) -> list[Match]:
@@ -246,10 +253,14 @@ class RuleSetBuilder:
 
     # -- RuleSink -------------------------------------------------------------------------
 
-    def domain(self, host: str, mode: int, line: int, *, allow: bool = False) -> None:
-        fid = self._fid
+    def _allow_fid(self, allow: bool) -> int:
+        """The file id for an entry: an ``@@`` entry of a deny file gets an allow twin."""
         if allow and self._file is not None and self._file.action != "allow":
-            fid = self._file_id(ListFile(self._file.path, self._file.category, "allow"))
+            return self._file_id(ListFile(self._file.path, self._file.category, "allow"))
+        return self._fid
+
+    def domain(self, host: str, mode: int, line: int, *, allow: bool = False) -> None:
+        fid = self._allow_fid(allow)
         rules = self._set
         rules._hashes.append(hash(host) + _BIAS)
         self._domain_count[fid] += 1
@@ -287,6 +298,12 @@ class RuleSetBuilder:
     def url_regex(self, pattern: str, line: int) -> None:
         self._regexes(False).patterns.append((pattern, line))
         self._count(self._fid)
+
+    def url_pattern(self, pattern: str, line: int, *, allow: bool = False,
+                    match_case: bool = False) -> None:
+        fid = self._allow_fid(allow)
+        self._set._patterns.add(pattern, fid, line, match_case=match_case)
+        self._count(fid)
 
     def host_regex(self, pattern: str, line: int) -> None:
         self._regexes(True).patterns.append((pattern, line))
@@ -329,4 +346,6 @@ class RuleSetBuilder:
         del keys
         for regexes in (*rules._url_regexes, *rules._host_regexes):
             regexes.compile()
+        rules._allowing = frozenset(fid for fid, listed in enumerate(rules.files)
+                                    if listed.action == "allow")
         return rules

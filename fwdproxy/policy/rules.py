@@ -5,13 +5,17 @@ Strategy: one pass over a file's lines, each line classified by its shape and ha
 is materialised per rule here, so a million-line hosts file costs no million objects: the
 sink (see `index.RuleSetBuilder`) stores what it needs compactly. A malformed line is
 reported through the sink with its line number and skipped; the rest of the file loads.
-AdBlock lines that are not plain domain rules (options, cosmetic filters, paths) are
-skipped and counted, never reduced to a domain block: that reduction over-blocks.
+AdBlock rules with paths or wildcards become URL patterns (adblock.py, plain HTTP only);
+rules with options a proxy cannot judge, and cosmetic filters, are skipped and counted,
+never reduced to a domain block: that reduction over-blocks.
 
 Formats (see rules/README.md for the user's view):
 - ``example.com``, ``.example.com``: the domain and every subdomain; ``*.example.com``:
   subdomains only.
-- ``||example.com^`` (AdBlock/AdGuard) and ``@@||example.com^`` (an allow entry).
+- ``||example.com^`` (AdBlock/AdGuard) and ``@@||example.com^`` (an allow entry);
+  ``||203.0.113.7^`` an address; ``||host^*/ads/``, ``/banner/*/img^``, ``|http://h/``
+  URL patterns; in a file with an ``[Adblock...]`` header, any line that is no name or
+  address (``-ad-banner.``) is a pattern too.
 - hosts-file lines ``0.0.0.0 a.com b.com``: every name, as a domain entry.
 - IP addresses and CIDRs: destination addresses.
 - ``example.com/path``, ``example.com:8080/path``: URL prefixes (plain HTTP only).
@@ -31,6 +35,7 @@ from collections.abc import Iterable
 from typing import Literal, Protocol
 
 from fwdproxy.errors import BadRequest
+from fwdproxy.policy.adblock import split_options, unjudged_option
 from fwdproxy.policy.names import canonical_host, normalize_path
 
 Kind = Literal["list", "domains", "urls", "expressions", "hostregex"]
@@ -56,7 +61,7 @@ _PLAIN_HOST = re.compile(rf"{_PLAIN_NAME}\.?")
 # name (less its one trailing dot) in group 1. Anything else about the line (upper case,
 # other spacing, a comment) goes the general way.
 _HOSTS_LINE = re.compile(rf"(?:0\.0\.0\.0|127\.0\.0\.1)[ \t]+({_PLAIN_NAME})\.?[ \t]*\r?\n?")
-_ADBLOCK_DOMAIN = re.compile(r"(@@)?\|\|([^/^$*|]+)\^\|?")
+_ADBLOCK_DOMAIN = re.compile(r"(@@)?\|\|([^/^$*|:?]+)\^\|?")
 _ADBLOCK_HEADER = re.compile(r"\[[A-Za-z][^\[\]]*\]")
 _COSMETIC = ("##", "#@#", "#?#", "#$#", "#%#")
 _POSIX_CLASS = re.compile(
@@ -73,6 +78,9 @@ class RuleSink(Protocol):
     def address(self, network: IPNetwork, line: int) -> None: ...
     def url_prefix(self, host: str, port: int | None, path: str, line: int) -> None: ...
     def url_regex(self, pattern: str, line: int) -> None: ...
+    def url_pattern(self, pattern: str, line: int, *, allow: bool = False,
+                    match_case: bool = False) -> None:
+        """An AdBlock pattern (``||host^*/ads/``), without ``@@`` and options."""
     def host_regex(self, pattern: str, line: int) -> None: ...
     def include(self, target: str, line: int) -> None: ...
     def set_category(self, name: str, line: int) -> None: ...
@@ -182,16 +190,51 @@ def _regex(pattern: str, sink: RuleSink, number: int, *, host: bool) -> None:
 
 
 def _adblock(line: str, sink: RuleSink, number: int) -> None:
-    match = _ADBLOCK_DOMAIN.fullmatch(line)
-    if match is None:
-        sink.skipped("adblock rule other than ||domain^ (options, paths, wildcards)", number)
+    """One AdBlock network rule: a domain or address rule when it is exactly ``||name^``,
+    else a URL pattern (see adblock.py); rules with options a proxy cannot judge are
+    skipped, counted by option."""
+    allow = line.startswith("@@")
+    text, options = split_options(line[2:] if allow else line)
+    unjudged = unjudged_option(options)
+    if unjudged is not None:
+        sink.skipped(f"adblock option ${unjudged}", number)
         return
-    try:
-        host = _host(match.group(2))
-    except BadRequest as exc:
-        sink.error(number, exc.detail)
+    if any(char.isspace() for char in text):
+        sink.error(number, "an AdBlock rule holds no spaces")
         return
-    sink.domain(host, DOMAIN_AND_SUBDOMAINS, number, allow=match.group(1) is not None)
+    if text.startswith("/") and text.endswith("/") and len(text) > 2:
+        if allow:
+            sink.skipped("adblock exception regex", number)
+        else:
+            _regex(text[1:-1], sink, number, host=False)
+        return
+    if not text.strip("|*^"):
+        sink.error(number, f"AdBlock rule {line!r} matches every URL")
+        return
+    domain = _ADBLOCK_DOMAIN.fullmatch(text)
+    if domain is not None:
+        try:
+            host, ip = _host_or_address(domain.group(2).lower())
+        except BadRequest:
+            pass  # ||.com^ and the like: still a valid pattern
+        else:
+            if ip is None:
+                sink.domain(host, DOMAIN_AND_SUBDOMAINS, number, allow=allow)
+            elif allow:
+                sink.skipped("adblock exception for an address", number)
+            else:
+                sink.address(ipaddress.ip_network(ip), number)
+            return
+    sink.url_pattern(text, number, allow=allow, match_case="match-case" in options)
+
+
+def _abp_pattern(line: str) -> bool:
+    """In an AdBlock file: is this line a pattern rather than a name, address or hosts line?"""
+    if " " in line or "\t" in line:
+        return False  # a hosts-file line, or an error reported as such
+    if _PLAIN_HOST.fullmatch(line.lower()) is not None:
+        return False  # a bare name: a domain entry, as every other list means it
+    return _address(line) is None
 
 
 def _hosts_line(tokens: list[str], sink: RuleSink, number: int) -> None:
@@ -260,6 +303,9 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
     batch_lines: list[int] = []
     known_address = ""  # the hosts file's usual "0.0.0.0", once seen to be an address
     hosts_line = _HOSTS_LINE.fullmatch if is_list else None
+    # In an AdBlock file (its "[Adblock Plus 2.0]" header seen), a line that is no
+    # name or address is an ABP substring pattern ("-ad-banner."), not a malformed name.
+    adblock = False
     for number, raw in enumerate(lines, 1):
         if hosts_line is not None and (plain := hosts_line(raw)) is not None:
             name = plain.group(1)
@@ -284,8 +330,11 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
                     batch_hosts, batch_lines = [], []
                 sink.set_category(category.group(1).strip(), number)
             continue
-        if first == "!" or (first == "[" and _ADBLOCK_HEADER.fullmatch(line)):
-            continue  # AdBlock comment or header ("[Adblock Plus 2.0]")
+        if first == "!":
+            continue  # AdBlock comment
+        if first == "[" and _ADBLOCK_HEADER.fullmatch(line):
+            adblock = is_list  # "[Adblock Plus 2.0]": the file says it is ABP syntax
+            continue
         if first == "." and line.startswith(".Include<") and line.endswith(">"):
             sink.include(line[len(".Include<"):-1], number)
             continue
@@ -306,11 +355,8 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
             if first == "/" and line.endswith("/") and len(line) > 2:
                 _regex(line[1:-1], sink, number, host=False)
                 continue
-            if "$" in line:
-                sink.skipped("adblock rule with options", number)
-                continue
-            if first == "/" or "^" in line:  # EasyList path rules such as /banner/*/img^
-                sink.skipped("adblock rule other than ||domain^ (options, paths, wildcards)", number)
+            if "$" in line or first == "/" or "^" in line or (adblock and _abp_pattern(line)):
+                _adblock(line, sink, number)  # /banner/*/img^, .com/ads/, -ad-banner.
                 continue
         tokens = line.split()
         if len(tokens) > 1:

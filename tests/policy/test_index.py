@@ -308,7 +308,7 @@ def test_counts_and_categories() -> None:
     assert rules.domain_count == 7
     assert rules.categories("deny") == {"ads", "adult", "evil"}
     assert rules.categories("allow") == {"ads", "work"}  # the @@ entry's file
-    assert rules.skipped == Counter({"adblock rule other than ||domain^ (options, paths, wildcards)": 1})
+    assert rules.skipped == Counter({"adblock option $script": 1})
     assert ListFile("deny/ads.txt", "ads", "deny") in rules.files
     assert ListFile("deny/ads.txt", "ads", "allow") in rules.files
 

@@ -54,6 +54,10 @@ class RecordingSink:
     def host_regex(self, pattern: str, line: int) -> None:
         self.calls.append(("host_regex", pattern, line))
 
+    def url_pattern(self, pattern: str, line: int, *, allow: bool = False,
+                    match_case: bool = False) -> None:
+        self.calls.append(("url_pattern", pattern, line, allow, match_case))
+
     def include(self, target: str, line: int) -> None:
         self.calls.append(("include", target, line))
 
@@ -91,6 +95,10 @@ def rx(pattern: str, line: int = 1) -> Call:
 
 def hrx(pattern: str, line: int = 1) -> Call:
     return ("host_regex", pattern, line)
+
+
+def pat(pattern: str, line: int = 1, *, allow: bool = False, case: bool = False) -> Call:
+    return ("url_pattern", pattern, line, allow, case)
 
 
 def err(fragment: str, line: int = 1) -> Call:
@@ -164,21 +172,32 @@ TABLE = [
     case("||ADS.Example.com^", dom("ads.example.com"), id="adblock-upper"),
     case("||example.com^|", dom("example.com"), id="adblock-adguard-pipe"),
     case("@@||example.com^", dom("example.com", allow=True), id="adblock-exception"),
-    case("||example.com^$third-party", skip("options"), id="adblock-options"),
-    case("@@||example.com^$document", skip("options"), id="adblock-exception-options"),
-    case("||example.com/ads/banner.js", skip("paths"), id="adblock-path"),
-    case("||ads*.example.com^", skip("wildcards"), id="adblock-wildcard"),
-    case("|http://example.com/ad.js|", skip("adblock"), id="adblock-anchored-url"),
-    case("/banner/*/img^", skip("adblock"), id="adblock-path-without-bars"),
-    case("/adserver/*", skip("adblock"), id="adblock-path-wildcard"),
-    case("ad.example.com^", skip("adblock"), id="adblock-separator-without-bars"),
-    case("@@example.com", skip("adblock"), id="adblock-exception-without-bars"),
+    case("||example.com^$third-party", skip("option $third-party"), id="adblock-options"),
+    case("@@||example.com^$document", skip("option $document"), id="adblock-exception-options"),
+    case("||example.com/ads/banner.js", pat("||example.com/ads/banner.js"), id="adblock-path"),
+    case("||ads*.example.com^", pat("||ads*.example.com^"), id="adblock-wildcard"),
+    case("|http://example.com/ad.js|", pat("|http://example.com/ad.js|"), id="adblock-anchored-url"),
+    case("/banner/*/img^", pat("/banner/*/img^"), id="adblock-path-without-bars"),
+    case("/adserver/*", pat("/adserver/*"), id="adblock-path-wildcard"),
+    case("ad.example.com^", pat("ad.example.com^"), id="adblock-separator-without-bars"),
+    case("@@example.com", pat("example.com", allow=True), id="adblock-exception-without-bars"),
     case("example.com##.ad-banner", skip("cosmetic"), id="cosmetic"),
     case("##.ad-banner", id="generic-cosmetic-reads-as-comment"),
     case("example.com#@#.ad-banner", skip("cosmetic"), id="cosmetic-exception"),
     case("example.com#?#div:has(> .ad)", skip("cosmetic"), id="cosmetic-extended"),
-    case("example.com$script", skip("options"), id="options-without-bars"),
-    case("||203.0.113.7^", err("address"), id="adblock-address"),
+    case("example.com$script", skip("option $script"), id="options-without-bars"),
+    case("||203.0.113.7^", addr("203.0.113.7/32"), id="adblock-address"),
+    case("@@||203.0.113.7^", skip("exception for an address"), id="adblock-exception-address"),
+    case("||.com^", pat("||.com^"), id="adblock-bad-host-is-a-pattern"),
+    case("/ads/$match-case", rx("ads"), id="adblock-regex-judged-option"),
+    case("/Ad/*$match-case", pat("/Ad/*", case=True), id="adblock-match-case"),
+    case("||a.example/x$important,all", pat("||a.example/x"), id="adblock-judged-options"),
+    case("$csp=script-src 'self',domain=a.example", skip("option $csp"), id="adblock-csp"),
+    case("@@/ads/", skip("exception regex"), id="adblock-exception-regex"),
+    case("||*^", err("every URL"), id="adblock-matches-everything"),
+    case("$important", err("every URL"), id="adblock-options-only"),
+    case("/ad s/$script", skip("option $script"), id="adblock-options-before-spaces"),
+    case("|ad s^", err("no spaces"), id="adblock-spaces"),
     case("[Adblock Plus 2.0]", id="adblock-header"),
     case("[AdGuard]", id="adguard-header"),
     case("! Title: EasyList", id="adblock-comment"),
@@ -328,7 +347,7 @@ def test_stevenblack_preamble_is_ignored() -> None:
 
 
 MIXED = [
-    "[Adblock Plus 2.0]",               # 1
+    "! Title: mixed (no ABP header)",   # 1
     "! comment",                        # 2
     "ads.example",                      # 3
     "https://secure.example/private",   # 4  error
@@ -362,6 +381,15 @@ def test_every_error_names_its_line_and_the_rest_loads() -> None:
         url("shop.example", None, "/cart", 13),
         dom("ok.example", 14, allow=True),
         rx("ads?", 15),
+    ])
+
+
+def test_adblock_header_makes_other_lines_patterns() -> None:
+    assert_calls(parse(["[Adblock Plus 2.0]", "-ad-banner.", ".ashx?adid=", "ads.example",
+                        ".ads.example", "203.0.113.9", "shop.example/cart", "0.0.0.0 x.example"]), [
+        pat("-ad-banner.", 2), pat(".ashx?adid=", 3), dom("ads.example", 4),
+        pat(".ads.example", 5), addr("203.0.113.9/32", 6), pat("shop.example/cart", 7),
+        dom("x.example", 8),
     ])
 
 
