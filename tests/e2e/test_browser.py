@@ -16,7 +16,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -114,6 +114,24 @@ def chromium_command(browser: str, proxy: ProxyProcess, pac_url: str, profile: P
     ]
 
 
+def run_browser_until(command: list[str], done: Callable[[], bool]) -> None:
+    """Run the browser `command` until `done()` (or BROWSER_TIMEOUT, or it exits), then
+    end it: the process we started, by its handle."""
+    process = subprocess.Popen(command, env=client_env(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + BROWSER_TIMEOUT
+        while not done() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)  # polling another process (the browser), bounded by the deadline
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 def write_pac(site: Path, proxy: ProxyProcess) -> None:
     (site / "proxy.pac").write_text(
         "function FindProxyForURL(url, host) {\n"
@@ -135,22 +153,11 @@ ws.onerror = () => fetch("/report?ws=error");
 </script></body></html>""")
     pac_url = f"http://127.0.0.1:{http_origin.port}/proxy.pac"
     command = chromium_command(browser, proxy, pac_url, tmp_path / "profile")
-    process = subprocess.Popen([*command, http_origin.url("/page.html")], env=client_env(),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + BROWSER_TIMEOUT
-        reports: list[str] = []
-        while not reports and time.monotonic() < deadline and process.poll() is None:
-            reports = [r.path for r in http_origin.requests if r.path.startswith("/report")]
-            time.sleep(0.1)  # polling another process (the browser), bounded by the deadline
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    def reported() -> list[str]:
+        return [r.path for r in http_origin.requests if r.path.startswith("/report")]
+
+    run_browser_until([*command, http_origin.url("/page.html")], lambda: bool(reported()))
+    reports = reported()
     assert reports == ["/report?ws=hello-through-proxy"], (
         f"requests seen: {[r.path for r in http_origin.requests]}")
     proxy.wait_for_log("GET", http_origin.url("/page.html"), 200)

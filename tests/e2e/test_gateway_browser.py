@@ -31,7 +31,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,7 +48,7 @@ from tests.e2e.conftest import (
     client_env,
     fetch_through,
 )
-from tests.e2e.test_browser import BROWSER_TIMEOUT, find_chromium
+from tests.e2e.test_browser import BROWSER_TIMEOUT, find_chromium, run_browser_until
 
 pytestmark = pytest.mark.e2e
 
@@ -302,20 +301,7 @@ def chromium_command(browser: str, profile: Path) -> list[str]:
 
 def browse_until(browser: str, url: str, profile: Path, done: Callable[[], bool]) -> None:
     """Run Chromium on `url` until `done()` (or BROWSER_TIMEOUT, or the browser exits)."""
-    process = subprocess.Popen([*chromium_command(browser, profile), url], env=client_env(),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + BROWSER_TIMEOUT
-        while not done() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.1)  # polling another process (the browser), bounded by the deadline
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    run_browser_until([*chromium_command(browser, profile), url], done)
 
 
 def dump_dom(browser: str, url: str, profile: Path) -> str:
