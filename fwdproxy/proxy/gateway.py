@@ -38,6 +38,7 @@ from fwdproxy.proxy.context import ServerContext
 from fwdproxy.proxy.decisions import Decision, request_facts, safe_search_host
 from fwdproxy.proxy.forward import UpstreamAborted, first_error, has_body, pump_request_body
 from fwdproxy.proxy.h11_stream import H11Stream
+from fwdproxy.proxy.headers import get_header
 from fwdproxy.proxy.replies import forbidden
 from fwdproxy.proxy.target import Target, parse_target
 from fwdproxy.site.pages import gateway_page
@@ -247,13 +248,15 @@ async def _relay(ctx: ServerContext, http: H11Stream, site: _Site, page: Gateway
     while type(event) is not h11.Response:  # 1xx: the gateway's own answer comes whole
         event = await site.next()
     assert isinstance(event, h11.Response)
-    content_type = _header(event.headers, b"content-type")
-    encoding = (_header(event.headers, b"content-encoding") or "identity").strip().lower()
+    received = list(event.headers)
+    raw_type = get_header(received, b"content-type")
+    content_type = None if raw_type is None else raw_type.decode("latin-1")
+    encoding = (get_header(received, b"content-encoding") or b"identity").decode("latin-1").strip().lower()
     kind = body_kind(content_type)
     if kind is not None and encoding not in _INFLATABLE and encoding != "identity":
         raise site.fail(f"sent a page encoded with {encoding!r}, which the gateway cannot rewrite")
     exchange.status, exchange.content_type = event.status_code, content_type or "-"
-    headers = response_headers(list(event.headers), page, rewritten=kind is not None,
+    headers = response_headers(received, page, rewritten=kind is not None,
                                sandbox=ctx.config.gateway.sandbox)
     await http.send(h11.Response(status_code=event.status_code, reason=event.reason, headers=headers))
     site.head_sent = True
@@ -276,13 +279,6 @@ async def _relay(ctx: ServerContext, http: H11Stream, site: _Site, page: Gateway
     if body is not None and (rest := body.close()):
         await http.send(h11.Data(data=rest))
     await http.send(h11.EndOfMessage())
-
-
-def _header(headers: object, name: bytes) -> str | None:
-    for key, value in headers:  # type: ignore[attr-defined]
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class _Body:
