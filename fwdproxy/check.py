@@ -19,6 +19,7 @@ from pathlib import Path
 from fwdproxy import config
 from fwdproxy.errors import BadRequest, ConfigError
 from fwdproxy.policy import Policy, RequestFacts, Verdict
+from fwdproxy.policy.engine import redirect_location_for
 from fwdproxy.policy.lint import LintBuilder
 from fwdproxy.policy.names import (
     IPAddress,
@@ -152,6 +153,9 @@ def explain(policy: Policy, cfg: config.Config, url: str, client: IPAddress,
         lines.append(f"    decided by: {verdict.source}: {verdict.reason}")
     if verdict.policy is not None:
         lines.append(f"    policy: {verdict.policy}")
+    location = redirect_location_for(verdict, facts, url)
+    if location is not None:
+        lines.append(f"    redirected to: {location}")
     return passes, lines + sni_lines
 
 

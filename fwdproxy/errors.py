@@ -58,6 +58,25 @@ class Forbidden(FwdproxyError):
         self.policy = policy
 
 
+class BlockedRedirect(Forbidden):
+    """A denial answered with a redirect to the policy's ``redirect`` page (302), as
+    squidGuard and e2guardian send blocked users to a page of the office's own.
+
+    Args:
+        location: the page, its fields already filled in.
+    """
+
+    status = 302
+    title = "Blocked: see the filter's page"
+
+    def __init__(self, detail: str, *, location: str, source: str, host: str | None = None,
+                 category: str | None = None, rule: str | None = None,
+                 url: str | None = None, policy: str | None = None) -> None:
+        super().__init__(detail, source=source, host=host, category=category, rule=rule,
+                         url=url, policy=policy)
+        self.location = location
+
+
 class AuthRequired(FwdproxyError):
     """Proxy authentication is required and was missing or wrong (RFC 9110 §15.5.8).
 

@@ -14,10 +14,15 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from string import Template
 from typing import Protocol
+from urllib.parse import quote
 
 from fwdproxy.policy.index import Match, RuleSet
 from fwdproxy.policy.names import IPAddress, canonical_address
+
+# What a policy's ``redirect`` URL may name (policy.yaml), each filled in percent-encoded.
+REDIRECT_FIELDS = ("url", "client", "user", "policy", "category", "rule")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -52,6 +57,7 @@ class Verdict:
             resolved (see `Policy.decide_address`).
         matches: every rule entry the name matched (the address phase adds its own).
         policy: the policy.yaml policy that applied, if any.
+        redirect: for a denial by that policy, its ``redirect`` URL template.
     """
 
     allowed: bool
@@ -62,6 +68,7 @@ class Verdict:
     final: bool = True
     matches: tuple[Match, ...] = ()
     policy: str | None = None
+    redirect: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,26 @@ class RequestFacts:
     now: datetime | None = None
 
 
+def redirect_location(template: str, fields: dict[str, str]) -> str:
+    """A policy's ``redirect`` URL with its ``$name`` fields filled in, each
+    percent-encoded (a URL inside a query must not end it); a missing field is empty."""
+    values = {name: quote(fields.get(name, ""), safe="") for name in REDIRECT_FIELDS}
+    return Template(template).safe_substitute(values)
+
+
+def redirect_location_for(verdict: Verdict, facts: RequestFacts, url: str) -> str | None:
+    """Where a denied plain-HTTP request is redirected (its policy's ``redirect`` with
+    the fields filled in), or None for the block page; a CONNECT is never redirected, as
+    a browser shows nothing it is answered with."""
+    if verdict.allowed or verdict.redirect is None or facts.scheme == "connect":
+        return None
+    return redirect_location(verdict.redirect, {
+        "url": url, "client": str(facts.client), "user": facts.user or "",
+        "policy": verdict.policy or "", "category": verdict.category or "",
+        "rule": verdict.source,
+    })
+
+
 class PolicyChoice(Protocol):
     """What the engine needs of a policy.yaml policy (see policies.PolicyRule)."""
 
@@ -109,6 +136,8 @@ class PolicyChoice(Protocol):
     def default(self) -> str: ...
     @property
     def safe_search(self) -> bool | None: ...
+    @property
+    def redirect(self) -> str | None: ...
 
 
 class PolicySelector(Protocol):
@@ -249,6 +278,7 @@ class Policy:
             elif chosen is None or match.category in chosen.deny:
                 denying = denying or match
         name = chosen.name if chosen is not None else None
+        redirect = chosen.redirect if chosen is not None else None
         final = self.rules is None or not self.rules.has_address_rules
         found = tuple(matches)
         if allowing is not None:
@@ -257,11 +287,11 @@ class Policy:
         if denying is not None:
             return Verdict(False, denying.source,
                            f"blocked ({denying.category}): {denying.rule}", denying.category,
-                           denying.rule, final, found, name)
+                           denying.rule, final, found, name, redirect)
         if chosen is not None and chosen.default == "deny":
             return Verdict(False, chosen.source,
                            f"policy {chosen.name} allows only listed categories", None, None,
-                           final, found, name)
+                           final, found, name, redirect)
         if final and not found and name is None:
             return ALLOWED  # the common answer, shared (a Verdict is immutable)
         return Verdict(True, ALLOWED.source, ALLOWED.reason, final=final, matches=found, policy=name)

@@ -29,6 +29,7 @@ The format, with every key::
         clients: [staff]
         deny: [ads, adult, social]
         default: allow
+        redirect: "http://intranet/blocked?url=$url&client=$client"   # optional
       - name: pupils
         clients: [pupils]
         deny: [ads, adult, social, games]
@@ -57,6 +58,13 @@ Details of the format:
   default the whole day). A window that crosses midnight belongs to the day it starts
   on: ``fri 22:00-06:00`` includes Saturday 03:00. Times are wall-clock times in
   ``timezone`` (so DST changes move nothing), or in the server's local time.
+- ``redirect``: an ``http://`` or ``https://`` URL that plain-HTTP requests the policy
+  denies are redirected to (302), as squidGuard and e2guardian do; ``$url``,
+  ``$client``, ``$user``, ``$policy``, ``$category`` and ``$rule`` are filled in
+  percent-encoded, ``$$`` is a dollar sign. Anything else after a ``$`` is an error.
+- ``users``: user names that must *also* match (``clients`` matches by address *or*
+  user; ``users`` narrows it): ``clients: [10.1.0.0/16]`` with ``users: [alice]`` is
+  alice at those addresses only, as a squidGuard source with both ``ip`` and ``user``.
 - ``deny`` and ``allow`` take category names; ``"*"`` in ``deny`` means every deny
   category known at startup. ``default`` is ``allow`` (the default) or ``deny``.
 - Keys are checked at every level, as are duplicate keys and names. Scalars are read as
@@ -88,7 +96,8 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAYS = frozenset(range(7))
 
 TOP_KEYS = ("timezone", "groups", "policies")
-POLICY_KEYS = ("name", "clients", "when", "deny", "allow", "default", "safe_search")
+POLICY_KEYS = ("name", "clients", "when", "deny", "allow", "default", "safe_search", "redirect",
+               "users")
 WINDOW_KEYS = ("days", "hours")
 USER_PREFIX = "user:"
 
@@ -179,6 +188,12 @@ class PolicyRule:
         default: the action for requests no category decides.
         safe_search: whether its clients get the safe-search addresses (None: as
             fwdproxy.yaml's ``safe_search`` says).
+        required_users: when not None, the policy applies only to requests
+            authenticated as one of these users (and still only from `clients`, if any):
+            policy.yaml's ``users``, an *and* where ``clients`` is an *or*.
+        redirect: where a plain-HTTP request it denies is sent instead of the block
+            page (302), with ``$url`` and the other `REDIRECT_FIELDS` filled in; None
+            for the block page. A refused CONNECT always gets the 403.
     """
 
     name: str
@@ -190,6 +205,8 @@ class PolicyRule:
     allow: frozenset[str]
     default: Action
     safe_search: bool | None = None
+    redirect: str | None = None
+    required_users: frozenset[str] | None = None
 
     def matches(self, client: IPAddress, user: str | None, now: datetime) -> bool:
         """Does this policy apply to `client` (authenticated as `user`) at `now`?
@@ -208,7 +225,10 @@ class PolicyRule:
         )
 
     def matches_client(self, client: IPAddress, user: str | None) -> bool:
-        """The client half of `matches`: address in `clients` or user in `users`."""
+        """The client half of `matches`: address in `clients` or user in `users`, and
+        the user in `required_users` when it is given."""
+        if self.required_users is not None and (user is None or user not in self.required_users):
+            return False
         if not self.clients and not self.users:
             return True
         address = canonical_address(client)

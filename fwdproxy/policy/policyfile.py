@@ -13,10 +13,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import partial
+from string import Template
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fwdproxy.policy.engine import IPNetwork
+from fwdproxy.policy.engine import REDIRECT_FIELDS, IPNetwork
 from fwdproxy.policy.policies import (
     ALL_DAYS,
     DAY_NAMES,
@@ -277,6 +279,12 @@ def _parse_user(reader: _Reader, node: _Node, entry: str, what: str) -> str:
     return user
 
 
+def _parse_named_user(reader: _Reader, node: _Node, what: str) -> str:
+    """A user name, bare or ``user:NAME`` (policy.yaml's ``users`` holds nothing else)."""
+    entry = reader.scalar(node, what)
+    return _parse_user(reader, node, entry if entry.startswith(USER_PREFIX) else USER_PREFIX + entry, what)
+
+
 def _parse_network(reader: _Reader, node: _Node, entry: str, what: str) -> IPNetwork:
     """An address or CIDR; host bits are allowed (10.0.1.5/24 means 10.0.1.0/24), as in
     config.py, and ``::ffff:a.b.c.d/n`` becomes the IPv4 network it stands for."""
@@ -332,6 +340,15 @@ def _parse_policy(context: _Context, node: _Node, index: int) -> PolicyRule:
     safe_search = None
     if "safe_search" in keys:
         safe_search = _parse_flag(reader, keys["safe_search"][1], f"{what}: safe_search")
+    required_users = None
+    if "users" in keys:
+        value = keys["users"][1]
+        required_users = frozenset(reader.each(value, f"{what}: users", partial(_parse_named_user, reader)))
+        if not required_users:
+            raise reader.error(value, f"{what}: users is empty (omit it for every user)")
+    redirect = None
+    if "redirect" in keys:
+        redirect = _parse_redirect(reader, keys["redirect"][1], f"{what}: redirect")
 
     return PolicyRule(
         name=name,
@@ -343,6 +360,8 @@ def _parse_policy(context: _Context, node: _Node, index: int) -> PolicyRule:
         allow=allow,
         default=default,
         safe_search=safe_search,
+        redirect=redirect,
+        required_users=required_users,
     )
 
 
@@ -358,6 +377,22 @@ def _parse_clients(context: _Context, value: _Node, what: str) -> tuple[list[IPN
         networks.extend(n for n in networks_ if n not in networks)
         users.update(users_)
     return networks, users
+
+
+def _parse_redirect(reader: _Reader, node: _Node, what: str) -> str:
+    text = reader.scalar(node, what)
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#" \
+            or any(c.isspace() or ord(c) < 0x21 for c in text):
+        raise reader.error(node, f"{what}: {text!r} is not an http:// or https:// URL")
+    template = Template(text)
+    unknown = sorted(set(template.get_identifiers()) - set(REDIRECT_FIELDS))
+    if unknown or not template.is_valid():
+        fields = ", ".join(f"${name}" for name in REDIRECT_FIELDS)
+        named = f" (${unknown[0]})" if unknown else ""
+        raise reader.error(node, f"{what}: unknown field{named}: the fields are {fields}; "
+                                 f"write $$ for a dollar sign")
+    return text
 
 
 def _parse_flag(reader: _Reader, node: _Node, what: str) -> bool:

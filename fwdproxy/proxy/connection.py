@@ -314,7 +314,7 @@ class ClientConnection:
             parent = None
         # Through a parent the addresses are never seen here, so nothing can lift it later.
         if not verdict.allowed and (verdict.final or parent is not None):
-            raise forbidden(verdict, target)
+            raise forbidden(verdict, target, facts)
         # Not final: address rules may still lift or confirm it once the host is resolved.
         dial = safe_search_host(self.ctx, policy, facts) if parent is None else None
         if dial is not None:
@@ -334,7 +334,7 @@ class ClientConnection:
             if not decision.by_name.final:
                 decision.exchange.verdict, decision.exchange.source = "allow", verdict.source
             return None
-        return forbidden(verdict, target)
+        return forbidden(verdict, target, facts)
 
     async def _vetted_addresses(self, target: Target, facts: RequestFacts,
                                 decision: Decision) -> list[IPAddress]:

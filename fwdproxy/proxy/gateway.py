@@ -99,7 +99,7 @@ async def serve_gateway(ctx: ServerContext, http: H11Stream, client_ip: IPAddres
     verdict = policy.decide(facts)
     exchange.verdict, exchange.source = ("allow" if verdict.allowed else "deny"), verdict.source
     if not verdict.allowed and verdict.final:
-        raise forbidden(verdict, target)
+        raise forbidden(verdict, target, facts)
     if ctx.config.upstream is not None and ctx.config.upstream.carries(target.host):
         raise BadGateway("the gateway does not fetch through a parent proxy", host=target.authority)
     dial = safe_search_host(ctx, policy, facts)

@@ -20,13 +20,15 @@ from fwdproxy.accesslog import Exchange
 from fwdproxy.auth import challenge
 from fwdproxy.errors import (
     AuthRequired,
+    BlockedRedirect,
     ConnectionLost,
     Forbidden,
     FwdproxyError,
     LoginRequired,
     MethodNotAllowed,
 )
-from fwdproxy.policy import Verdict
+from fwdproxy.policy import RequestFacts, Verdict
+from fwdproxy.policy.engine import redirect_location_for
 from fwdproxy.proxy.h11_stream import RECEIVE_SIZE, H11Stream
 from fwdproxy.proxy.target import Target
 from fwdproxy.site.pages import block_page, error_page
@@ -68,6 +70,8 @@ def extra_headers(exc: FwdproxyError) -> list[tuple[bytes, bytes]]:
         if exc.category is not None:
             decision += f" category={exc.category}"
         headers.append((b"x-fwdproxy-decision", decision.encode("ascii", "replace")))
+    if isinstance(exc, BlockedRedirect):
+        headers.append((b"location", exc.location.encode("ascii", "replace")))
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", exc.allow.encode()))
     if isinstance(exc, AuthRequired):
@@ -96,11 +100,19 @@ def raw_error_response(exc: FwdproxyError) -> bytes:
     return head + b"\r\n" + body
 
 
-def forbidden(verdict: Verdict, target: Target) -> Forbidden:
-    """The denial for a verdict, with what the block page shows."""
-    return Forbidden(verdict.reason, source=verdict.source, host=target.authority,
-                     category=verdict.category, rule=verdict.rule, url=target.url(),
-                     policy=verdict.policy)
+def forbidden(verdict: Verdict, target: Target, facts: RequestFacts) -> Forbidden:
+    """The denial for a verdict, with what the block page shows; a redirect to the
+    policy's own page when it has one and the request is plain HTTP (a browser shows
+    nothing a CONNECT is answered with)."""
+    url = target.url()
+    location = redirect_location_for(verdict, facts, url)
+    if location is None:
+        return Forbidden(verdict.reason, source=verdict.source, host=target.authority,
+                         category=verdict.category, rule=verdict.rule, url=url,
+                         policy=verdict.policy)
+    return BlockedRedirect(verdict.reason, location=location, source=verdict.source,
+                           host=target.authority, category=verdict.category,
+                           rule=verdict.rule, url=url, policy=verdict.policy)
 
 
 def note_error(exchange: Exchange, exc: FwdproxyError) -> None:

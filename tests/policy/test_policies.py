@@ -408,6 +408,41 @@ def test_users_select(client: str, user: str | None, expected: str | None) -> No
     assert (rule.name if rule else None) == expected
 
 
+REQUIRED = doc(
+    "policies:",
+    "  - name: admins-at-the-office",   # a squidGuard source with both ip and user
+    "    clients: [10.0.1.0/24]",
+    "    users: [root, 'user:foo']",
+    "  - name: bob-anywhere",
+    "    users: [bob]",
+)
+
+
+@pytest.mark.parametrize(("client", "user", "expected"), [
+    ("10.0.1.5", "root", "admins-at-the-office"),
+    ("10.0.1.5", "foo", "admins-at-the-office"),
+    ("10.0.1.5", None, None),                  # the address alone is not enough
+    ("10.0.1.5", "alice", None),
+    ("198.51.100.1", "root", None),            # nor the user alone
+    ("198.51.100.1", "bob", "bob-anywhere"),
+    ("10.0.1.5", "bob", "bob-anywhere"),
+    ("198.51.100.1", None, None),
+])
+def test_users_must_match_as_well_as_clients(client: str, user: str | None,
+                                             expected: str | None) -> None:
+    policies = parse(REQUIRED)
+    assert policies.rules[0].required_users == frozenset({"root", "foo"})
+    rule = policies.select(ip(client), user, utc("2026-01-14T11:15"))
+    assert (rule.name if rule else None) == expected
+
+
+def test_redirect_is_kept_as_written() -> None:
+    url = "https://intranet.example/blocked?u=$url&c=$client&who=$user&p=$policy&$$5"
+    rule = parse(doc("policies:", "  - name: a", f"    redirect: '{url}'")).rules[0]
+    assert rule.redirect == url
+    assert parse(doc("policies:", "  - name: a")).rules[0].redirect is None
+
+
 def test_a_policy_without_clients_matches_everyone() -> None:
     rule = parse(doc("policies:", "  - name: all")).rules[0]
     assert (rule.clients, rule.users, rule.when) == ((), frozenset(), ())
@@ -449,7 +484,16 @@ def test_a_policy_without_clients_matches_everyone() -> None:
         (doc("groups:", "  staff: ['user:']"), 2, "is not a user name"),
         # A policy's keys.
         (doc("policies:", "  - name: a", "    deny: [ads]", "    denied: [ads]"), 4,
-         "unknown key 'denied' (allowed: name, clients, when, deny, allow, default, safe_search)"),
+         "unknown key 'denied' (allowed: name, clients, when, deny, allow, default, safe_search, "
+         "redirect, users)"),
+        (doc("policies:", "  - name: a", "    users: []"), 3, "users is empty"),
+        (doc("policies:", "  - name: a", "    users: ['two words']"), 3, "is not a user name"),
+        (doc("policies:", "  - name: a", "    redirect: /blocked"), 3, "is not an http:// or https:// URL"),
+        (doc("policies:", "  - name: a", "    redirect: 'ftp://x/'"), 3, "is not an http://"),
+        (doc("policies:", "  - name: a", "    redirect: 'http:///x'"), 3, "is not an http://"),
+        (doc("policies:", "  - name: a", "    redirect: 'http://x/?a=$uri'"), 3,
+         "unknown field ($uri): the fields are $url, $client, $user, $policy, $category, $rule"),
+        (doc("policies:", "  - name: a", "    redirect: 'http://x/?a=$'"), 3, "write $$ for a dollar"),
         (doc("policies:", "  - name: a", "    safe_search: maybe"), 3, "safe_search must be true or false"),
         (doc("policies:", "  - name: a", "  - clients: [10.0.0.0/8]", "    deny: [ads]"), 3,
          "has no name"),

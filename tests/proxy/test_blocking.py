@@ -235,3 +235,32 @@ async def test_policy_time_window_through_the_proxy(start_proxy, start_http_orig
     assert b"deny/social.txt:1" in body
     assert b"<dd>staff</dd>" in body  # the policy that applied
     await client.aclose()
+
+
+async def test_policy_redirect_sends_blocked_plain_http_to_the_offices_page(
+        start_proxy: StartProxy, start_http_origin: StartHttpOrigin, tmp_path: Path) -> None:
+    """A policy's ``redirect`` (squidGuard's and e2guardian's way): a 302 with the fields
+    filled in, percent-encoded, logged as a denial; a CONNECT it denies still gets the 403
+    (a browser shows nothing a tunnel is answered with); allowed requests are untouched."""
+    origin = await start_http_origin()
+    proxy = await start_with_rules(start_proxy, tmp_path, {
+        **ADS,
+        "policy.yaml": "policies:\n  - name: office\n    deny: [ads]\n"
+                       "    redirect: 'http://intranet.example/blocked?u=$url&c=$client&t=$category"
+                       "&p=$policy&r=$rule&$$'\n",
+    })
+    response, body = await get(proxy, "http://www.ads.example/x?a=1&b=2")
+    assert response.status_code == 302
+    headers = dict(response.headers)
+    assert headers[b"location"] == (b"http://intranet.example/blocked?u=http%3A%2F%2Fwww.ads.example"
+                                    b"%2Fx%3Fa%3D1%26b%3D2&c=127.0.0.1&t=ads&p=office"
+                                    b"&r=deny%2Fads.txt%3A1&$")
+    assert headers[b"x-fwdproxy-decision"] == b"deny deny/ads.txt:1 category=ads"
+    assert b"deny/ads.txt:1" in body  # the block page, for a client that does not follow
+    response, _ = await connect(proxy, "ads.example:443")
+    assert response.status_code == 403
+    response, _ = await get(proxy, f"http://127.0.0.1:{origin.port}/fine")
+    assert response.status_code == 200
+    lines = [log_fields(line) for line in await settled_log(proxy)]
+    assert [(f["status"], f["verdict"]) for f in lines] == [("302", "deny"), ("403", "deny"),
+                                                            ("200", "allow")]
