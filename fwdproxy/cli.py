@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Safe defaults: only loopback and private-network clients, CONNECT to port 443 "
         "only, and never to loopback, link-local (cloud metadata) or this machine's addresses. "
         "'fwdproxy check URL...' explains what the rules decide; 'fwdproxy check --lint' "
-        "checks the rules folder.",
+        "checks the rules folder; 'fwdproxy import squidguard|e2guardian|ut1 ...' turns "
+        "another filter's configuration into a rules folder.",
     )
     parser.add_argument("--listen", action="append", metavar="[HOST:]PORT",
                         help="address to listen on; repeatable. '8080' listens on every "
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         from fwdproxy import check
 
         return check.main(argv[1:])
+    if argv[:1] == ["import"]:
+        from fwdproxy.importers import command
+
+        return command.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         cfg = config.load(args.config, listen=args.listen, rules=args.rules,

@@ -33,7 +33,9 @@ PURE_MODULES = sorted(
      "fwdproxy.proxy.clienthello",
      "fwdproxy.site.pages", "fwdproxy.site.pac", "fwdproxy.site.statuspage", "fwdproxy.stats",
      "fwdproxy.site.refusals",
-     "fwdproxy.policy"}
+     "fwdproxy.policy",
+     # what an importer produces, and squidGuard's time rules: values, no files
+     "fwdproxy.importers.model", "fwdproxy.importers.sgtime"}
     # every room added to policy/ later is pure too, but for the one that reads the rule
     # folder's files (it still imports no trio, h11 or socket: see the direction tests)
     | {info.name for info in pkgutil.walk_packages(fwdproxy.policy.__path__, "fwdproxy.policy.")}
@@ -43,7 +45,8 @@ PURE_MODULES = sorted(
 )
 # modules a pure module may import from inside the package (the packages themselves hold
 # only __version__ or docstrings and re-exports of pure modules)
-PURE_OR_PACKAGE = set(PURE_MODULES) | {"fwdproxy", "fwdproxy.proxy", "fwdproxy.site", "fwdproxy.gateway"}
+PURE_OR_PACKAGE = set(PURE_MODULES) | {"fwdproxy", "fwdproxy.proxy", "fwdproxy.site", "fwdproxy.gateway",
+                                       "fwdproxy.importers"}
 
 ALL_FWDPROXY_MODULES = {
     info.name for info in pkgutil.walk_packages(fwdproxy.__path__, "fwdproxy.")

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import tzinfo
-from functools import partial
 from string import Template
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -279,10 +278,13 @@ def _parse_user(reader: _Reader, node: _Node, entry: str, what: str) -> str:
     return user
 
 
-def _parse_named_user(reader: _Reader, node: _Node, what: str) -> str:
-    """A user name, bare or ``user:NAME`` (policy.yaml's ``users`` holds nothing else)."""
-    entry = reader.scalar(node, what)
-    return _parse_user(reader, node, entry if entry.startswith(USER_PREFIX) else USER_PREFIX + entry, what)
+def _parse_required_users(reader: _Reader, node: _Node, what: str) -> frozenset[str]:
+    """A policy's ``users``: names, bare or ``user:NAME``."""
+    names = frozenset(_parse_user(reader, item, USER_PREFIX + reader.scalar(item, what)
+                                  .removeprefix(USER_PREFIX), what) for item in reader.items(node, what))
+    if not names:
+        raise reader.error(node, f"{what} is empty (omit it for every user)")
+    return names
 
 
 def _parse_network(reader: _Reader, node: _Node, entry: str, what: str) -> IPNetwork:
@@ -340,28 +342,13 @@ def _parse_policy(context: _Context, node: _Node, index: int) -> PolicyRule:
     safe_search = None
     if "safe_search" in keys:
         safe_search = _parse_flag(reader, keys["safe_search"][1], f"{what}: safe_search")
-    required_users = None
-    if "users" in keys:
-        value = keys["users"][1]
-        required_users = frozenset(reader.each(value, f"{what}: users", partial(_parse_named_user, reader)))
-        if not required_users:
-            raise reader.error(value, f"{what}: users is empty (omit it for every user)")
-    redirect = None
-    if "redirect" in keys:
-        redirect = _parse_redirect(reader, keys["redirect"][1], f"{what}: redirect")
-
     return PolicyRule(
-        name=name,
-        source=reader.where(node),
-        clients=tuple(networks),
-        users=frozenset(users),
-        when=tuple(when),
-        deny=deny,
-        allow=allow,
-        default=default,
-        safe_search=safe_search,
-        redirect=redirect,
-        required_users=required_users,
+        name=name, source=reader.where(node), clients=tuple(networks), users=frozenset(users),
+        when=tuple(when), deny=deny, allow=allow, default=default, safe_search=safe_search,
+        redirect=_parse_redirect(reader, keys["redirect"][1], f"{what}: redirect")
+        if "redirect" in keys else None,
+        required_users=_parse_required_users(reader, keys["users"][1], f"{what}: users")
+        if "users" in keys else None,
     )
 
 
