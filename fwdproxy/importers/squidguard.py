@@ -184,6 +184,8 @@ class _Translator:
     def run(self, settings: dict[str, str], blocks: list[_Block]) -> None:
         if "dbhome" in settings:
             self.dbhome = Path(settings["dbhome"])
+        elif any(block.kind == "dest" for block in blocks):
+            self.note(1, f"no dbhome: relative list paths are read from {self.dbhome}")
         for block in blocks:
             if block.kind == "time":
                 self.times[block.name] = self._time(block)

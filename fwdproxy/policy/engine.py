@@ -246,7 +246,10 @@ class Policy:
         if self.rules is None:
             return ALLOWED
         rules = self.rules
-        matches = rules.match_domain(facts.host) if facts.ip is None else rules.match_address(facts.ip)
+        if facts.ip is None:
+            matches = rules.match_domain(facts.host)
+        else:
+            matches = rules.match_address(facts.ip) + rules.match_literal(facts.ip)
         matches += rules.match_host_regex(facts.host)
         if facts.scheme == "http" and facts.path is not None:
             matches += rules.match_url(facts.host, facts.port, facts.path, facts.url or "")

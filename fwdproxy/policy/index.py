@@ -66,6 +66,7 @@ class _Regexes:
     combined: re.Pattern[str] | None = None
     combined_lines: list[int] = field(default_factory=list)  # by alternative, r0, r1...
     alone: list[tuple[re.Pattern[str], int]] = field(default_factory=list)
+    flags: int = 0  # re.IGNORECASE for squidGuard's expressions
 
     def compile(self) -> None:
         together: list[tuple[str, str, int]] = []  # (as combined, as written, line)
@@ -73,16 +74,16 @@ class _Regexes:
             # Group references would point at another alternative's groups once combined,
             # and a verbose-mode comment would swallow the closing parenthesis of a scope.
             if _KEEP_ALONE.search(pattern):
-                self.alone.append((re.compile(pattern), line))
+                self.alone.append((re.compile(pattern, self.flags), line))
             else:
                 together.append((_scope_flags(pattern), pattern, line))
         if together:
             source = "|".join(f"(?P<r{i}>{pattern})" for i, (pattern, _, _) in enumerate(together))
             try:
-                self.combined = re.compile(source)
+                self.combined = re.compile(source, self.flags)
                 self.combined_lines = [line for _, _, line in together]
             except re.error:  # e.g. the same group name in two patterns
-                self.alone.extend((re.compile(written), line) for _, written, line in together)
+                self.alone.extend((re.compile(written, self.flags), line) for _, written, line in together)
         self.patterns = []
 
     def search(self, text: str) -> int | None:
@@ -108,6 +109,12 @@ def _scope_flags(pattern: str) -> str:
     return f"(?{match.group(1)}:{pattern[match.end():]})"
 
 
+# (IP version, prefix length) → network address as an int → (file id, line, as written)
+_Networks = dict[tuple[int, int], dict[int, list[tuple[int, int, str]]]]
+# The host prefixes squidGuard drops before looking a URL up in a urls file.
+_SQUIDGUARD_HOST_PREFIX = re.compile(r"(?:www|web|ftp)[0-9]*\.")
+
+
 class RuleSet:
     """Everything the rules folder says, indexed. Built by `RuleSetBuilder`."""
 
@@ -116,9 +123,13 @@ class RuleSet:
         self._hashes = array("Q")  # hash(name) + 2**63: unsigned, sorted
         # Per domain entry, packed: line << 24 | file id << 1 | mode (one array, not three).
         self._info = array("Q")
-        self._addresses: dict[tuple[int, int], dict[int, list[tuple[int, int, str]]]] = {}
-        self._url_prefixes: dict[str, list[tuple[int | None, str, int, int]]] = {}
+        self._addresses: _Networks = {}
+        self._literal_addresses: _Networks = {}  # UT1/SquidGuard domains files: as written
+        # host → (port, path prefix, file id, line, as squidGuard reads it: case-folded)
+        self._url_prefixes: dict[str, list[tuple[int | None, str, int, int, bool]]] = {}
+        self._squidguard_prefixes = False  # any of those case-folded (urls files)?
         self._url_regexes: list[_Regexes] = []
+        self._squidguard_regexes: list[_Regexes] = []  # expressions files: no scheme, any case
         self._host_regexes: list[_Regexes] = []
         self._patterns = PatternIndex()  # AdBlock path and wildcard patterns
         self._allowing: frozenset[int] = frozenset()  # file ids whose entries allow
@@ -175,11 +186,20 @@ class RuleSet:
 
     def match_address(self, address: IPAddress) -> list[Match]:
         """Address and CIDR entries containing `address`."""
+        return self._match_networks(self._addresses, address)
+
+    def match_literal(self, address: IPAddress) -> list[Match]:
+        """Entries that match only a URL or CONNECT that names `address` itself: the
+        addresses in UT1/SquidGuard ``domains`` files, which squidGuard compares with the
+        URL's host as written and never with what a name resolves to."""
+        return self._match_networks(self._literal_addresses, address) if self._literal_addresses else []
+
+    def _match_networks(self, table: _Networks, address: IPAddress) -> list[Match]:
         address = canonical_address(address)
         bits = address.max_prefixlen
         value = int(address)
         found: list[Match] = []
-        for (version, prefixlen), networks in self._addresses.items():
+        for (version, prefixlen), networks in table.items():
             if version != address.version:
                 continue
             shift = bits - prefixlen
@@ -201,14 +221,28 @@ class RuleSet:
         candidates = self._url_prefixes.get(host, [])
         if host.startswith("www."):
             candidates = candidates + self._url_prefixes.get(host[4:], [])
-        for entry_port, prefix, fid, line in candidates:
-            if (entry_port is None or entry_port == port) and path.startswith(prefix):
+        elif self._squidguard_prefixes and (bare := _SQUIDGUARD_HOST_PREFIX.match(host)) is not None:
+            # squidGuard also drops web., ftp., www2. ... (its urls entries only)
+            candidates = candidates + [c for c in self._url_prefixes.get(host[bare.end():], []) if c[4]]
+        folded = ""
+        for entry_port, prefix, fid, line, fold in candidates:
+            if entry_port is not None and entry_port != port:
+                continue
+            if fold:
+                folded = folded or path.lower()
+            if (folded if fold else path).startswith(prefix):
                 shown = host if entry_port is None else f"{host}:{entry_port}"
                 found.append(self._match(fid, line, f"URL prefix {shown}{prefix}"))
         for regexes in self._url_regexes:
             hit = regexes.search(url)
             if hit is not None:
                 found.append(self._match(regexes.fid, hit, "URL regex"))
+        if self._squidguard_regexes:
+            bare_url = url.partition("://")[2]  # squidGuard matches host/path, any case
+            for regexes in self._squidguard_regexes:
+                hit = regexes.search(bare_url)
+                if hit is not None:
+                    found.append(self._match(regexes.fid, hit, "URL expression"))
         if self._patterns.size:
             for fid, line, text in self._patterns.search(host, url, self._allowing):
                 found.append(self._match(fid, line, f"AdBlock pattern {text}"))
@@ -231,7 +265,7 @@ class RuleSetBuilder:
         self._fid = -1
         self._file: ListFile | None = None
         self._fid_of: dict[ListFile, int] = {}
-        self._regex_of: dict[tuple[int, bool], _Regexes] = {}
+        self._regex_of: dict[tuple[int, str], _Regexes] = {}
         self.includes: list[tuple[str, int]] = []
         self._domain_count: Counter[int] = Counter()  # domain entries per file id
 
@@ -273,30 +307,36 @@ class RuleSetBuilder:
         packed = self._fid << 1 | DOMAIN_AND_SUBDOMAINS
         rules._info.extend([line << 24 | packed for line in lines])
 
-    def address(self, network: IPNetwork, line: int) -> None:
+    def address(self, network: IPNetwork, line: int, *, literal: bool = False) -> None:
         mapped = network
         v4 = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
         if v4 is not None and network.prefixlen >= 96:  # ::ffff:10.0.0.0/104 is 10.0.0.0/8
             mapped = ipaddress.IPv4Network(f"{v4}/{network.prefixlen - 96}")
         key = (mapped.version, mapped.prefixlen)
-        bucket = self._set._addresses.setdefault(key, {})
+        table = self._set._literal_addresses if literal else self._set._addresses
+        bucket = table.setdefault(key, {})
         bucket.setdefault(int(mapped.network_address), []).append((self._fid, line, str(network)))
         self._count(self._fid)
 
-    def url_prefix(self, host: str, port: int | None, path: str, line: int) -> None:
-        self._set._url_prefixes.setdefault(host, []).append((port, path, self._fid, line))
+    def url_prefix(self, host: str, port: int | None, path: str, line: int, *,
+                   squidguard: bool = False) -> None:
+        self._set._url_prefixes.setdefault(host, []).append((port, path, self._fid, line, squidguard))
+        self._set._squidguard_prefixes |= squidguard
         self._count(self._fid)
 
-    def _regexes(self, host: bool) -> _Regexes:
-        key = (self._fid, host)
+    def _regexes(self, kind: str) -> _Regexes:
+        key = (self._fid, kind)
         regexes = self._regex_of.get(key)
         if regexes is None:
             regexes = self._regex_of[key] = _Regexes(self._fid)
-            (self._set._host_regexes if host else self._set._url_regexes).append(regexes)
+            if kind == "squidguard":
+                regexes.flags = re.IGNORECASE
+            {"host": self._set._host_regexes, "url": self._set._url_regexes,
+             "squidguard": self._set._squidguard_regexes}[kind].append(regexes)
         return regexes
 
-    def url_regex(self, pattern: str, line: int) -> None:
-        self._regexes(False).patterns.append((pattern, line))
+    def url_regex(self, pattern: str, line: int, *, squidguard: bool = False) -> None:
+        self._regexes("squidguard" if squidguard else "url").patterns.append((pattern, line))
         self._count(self._fid)
 
     def url_pattern(self, pattern: str, line: int, *, allow: bool = False,
@@ -306,7 +346,7 @@ class RuleSetBuilder:
         self._count(fid)
 
     def host_regex(self, pattern: str, line: int) -> None:
-        self._regexes(True).patterns.append((pattern, line))
+        self._regexes("host").patterns.append((pattern, line))
         self._count(self._fid)
 
     def include(self, target: str, line: int) -> None:
@@ -344,7 +384,7 @@ class RuleSetBuilder:
         rules._hashes = array("Q", map(operator.rshift, keys, repeat(64)))
         rules._info = array("Q", map(operator.and_, keys, repeat(_LOW64)))
         del keys
-        for regexes in (*rules._url_regexes, *rules._host_regexes):
+        for regexes in (*rules._url_regexes, *rules._host_regexes, *rules._squidguard_regexes):
             regexes.compile()
         rules._allowing = frozenset(fid for fid, listed in enumerate(rules.files)
                                     if listed.action == "allow")

@@ -75,9 +75,16 @@ class RuleSink(Protocol):
     def domain(self, host: str, mode: int, line: int, *, allow: bool = False) -> None: ...
     def domains(self, hosts: list[str], lines: list[int]) -> None:
         """Many plain domain entries (domain and subdomains) at once: the bulk path."""
-    def address(self, network: IPNetwork, line: int) -> None: ...
-    def url_prefix(self, host: str, port: int | None, path: str, line: int) -> None: ...
-    def url_regex(self, pattern: str, line: int) -> None: ...
+    def address(self, network: IPNetwork, line: int, *, literal: bool = False) -> None:
+        """Destination addresses; `literal`: only a request naming the address itself
+        (UT1/SquidGuard ``domains`` files), never a name resolving to it."""
+    def url_prefix(self, host: str, port: int | None, path: str, line: int, *,
+                   squidguard: bool = False) -> None:
+        """`squidguard`: a ``urls`` file's entry, which squidGuard compares in lower case
+        (`path` is lower-cased) and after dropping ``www.``, ``web.``, ``ftp2.``...."""
+    def url_regex(self, pattern: str, line: int, *, squidguard: bool = False) -> None:
+        """`squidguard`: an ``expressions`` file's, searched as squidGuard does: in the
+        URL without its scheme (``host/path``), ignoring case."""
     def url_pattern(self, pattern: str, line: int, *, allow: bool = False,
                     match_case: bool = False) -> None:
         """An AdBlock pattern (``||host^*/ads/``), without ``@@`` and options."""
@@ -176,15 +183,21 @@ def _url_prefix(text: str, sink: RuleSink, number: int, *, drop_www: bool) -> No
         return
     if drop_www and host.startswith("www."):
         host = host[4:]  # UT1/SquidGuard: a leading www. is not significant
-    sink.url_prefix(host, port, normalize_path(slash + path), number)
+    if drop_www:
+        sink.url_prefix(host, port, normalize_path(slash + path).lower(), number, squidguard=True)
+    else:
+        sink.url_prefix(host, port, normalize_path(slash + path), number)
 
 
-def _regex(pattern: str, sink: RuleSink, number: int, *, host: bool) -> None:
+def _regex(pattern: str, sink: RuleSink, number: int, *, host: bool,
+           squidguard: bool = False) -> None:
     problem = check_regex(pattern)
     if problem is not None:
         sink.error(number, problem)
     elif host:
         sink.host_regex(pattern, number)
+    elif squidguard:
+        sink.url_regex(pattern, number, squidguard=True)
     else:
         sink.url_regex(pattern, number)
 
@@ -251,9 +264,12 @@ def _hosts_line(tokens: list[str], sink: RuleSink, number: int) -> None:
 
 
 def _single(token: str, sink: RuleSink, number: int, kind: Kind) -> None:
+    # squidGuard compares a domains file's addresses with the URL as written: it never
+    # resolves (and UT1's adult list alone has thousands of shared-hosting addresses).
+    literal = kind == "domains"
     network = _address(token)
     if network is not None:
-        sink.address(network, number)
+        sink.address(network, number, literal=literal)
         return
     if "/" in token:
         if kind == "domains":
@@ -282,7 +298,7 @@ def _single(token: str, sink: RuleSink, number: int, kind: Kind) -> None:
     elif mode == SUBDOMAINS_ONLY:
         sink.error(number, f"{token!r} is an address: it has no subdomains")
     else:
-        sink.address(ipaddress.ip_network(ip), number)  # 2130706433, 0x7f.1 ...
+        sink.address(ipaddress.ip_network(ip), number, literal=literal)  # 2130706433, 0x7f.1
 
 
 # long: one branch per line format (hosts, AdBlock, CIDR, URL, regex, .Include), read top to
@@ -340,7 +356,7 @@ def parse_lines(lines: Iterable[str], sink: RuleSink, kind: Kind = "list") -> No
             continue
         if regexes:
             _regex(_strip_comment(line) if " #" in line else line, sink, number,
-                   host=kind == "hostregex")
+                   host=kind == "hostregex", squidguard=kind == "expressions")
             continue
         if "#" in line:  # rare: trailing comments, AdBlock cosmetic filters
             if " #" in line or "\t#" in line:

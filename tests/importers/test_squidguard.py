@@ -30,8 +30,11 @@ needs_debian = pytest.mark.skipif(not DEBIAN_CONF.is_file(),
 needs_binary = pytest.mark.skipif(SQUIDGUARD is None,
                                   reason="the squidGuard binary: apt-get install squidguard")
 # Names the allowed URLs use, so that check never asks DNS.
-HOSTS = ["example.com", "www.example.com", "news.example", "casino-royal.example",
-         "good.example", "porn.example", "www.porn.example", "bad.example", "mixed.example"]
+HOSTS = {name: "198.51.100.7" for name in [
+    "example.com", "www.example.com", "news.example", "casino-royal.example", "good.example",
+    "porn.example", "www.porn.example", "bad.example", "mixed.example", "shop.example",
+    "web.shop.example", "cams.example", "www.cams.example"]}
+HOSTS["shared.example"] = "203.0.113.7"  # resolves to an address a domains file lists
 
 
 def run_import(capsys: pytest.CaptureFixture[str], conf: Path, out: Path) -> tuple[int, str]:
@@ -45,7 +48,7 @@ def verdicts(capsys: pytest.CaptureFixture[str], rules: Path, tmp_path: Path, cl
     config = tmp_path / "check.yaml"
     # Clients such as 1.2.3.4 (the sample's admin) are outside the default private ranges.
     config.write_text("clients: [0.0.0.0/0, '::/0']\nhosts:\n"
-                      + "".join(f"  {h}: 198.51.100.7\n" for h in HOSTS))
+                      + "".join(f"  {host}: {address}\n" for host, address in HOSTS.items()))
     argv = ["--rules", str(rules), "--config", str(config), "--client", client, "--at", at]
     check_main([*argv, *(["--user", user] if user else []), *urls])
     out = capsys.readouterr().out.splitlines()
@@ -113,9 +116,9 @@ def test_debians_redirect_is_carried_over_with_its_fields(capsys: pytest.Capture
 # -- the squidGuard binary as the oracle -----------------------------------------------------
 
 LISTS = {
-    "porn/domains": "porn.example\nsex.example\n",
-    "porn/urls": "bad.example/private\n",
-    "porn/expressions": "(casino|poker)[-.]\n",
+    "porn/domains": "porn.example\nsex.example\n203.0.113.7\n",
+    "porn/urls": "bad.example/private\nShop.example/Private\n",
+    "porn/expressions": "(casino|poker)[-.]\n^cams\\.example/live\n",
     "good/domains": "good.example\nmixed.example\n",
     "adult/domains": "porn.example\n",
     "adult/urls": "news.example/adult\n",
@@ -197,7 +200,12 @@ ORACLE_URLS = ["http://example.com/", "http://porn.example/x", "http://www.porn.
                "http://good.example/", "http://mixed.example/", "http://bad.example/private/a",
                "http://bad.example/public", "http://casino-royal.example/", "http://1.2.3.4/",
                "https://porn.example/", "https://1.2.3.4/", "https://example.com/",
-               "http://news.example/adult/x", "http://news.example/xxx"]
+               "http://news.example/adult/x", "http://news.example/xxx",
+               # how squidGuard reads its lists: an address as written, never resolved;
+               # urls in any case and after web., ftp., www2.; expressions over host/path
+               "http://203.0.113.7/a", "https://203.0.113.7/", "http://shared.example/",
+               "http://shop.example/PRIVATE/x", "http://web.shop.example/private",
+               "http://cams.example/Live/1", "http://www.cams.example/live"]
 
 
 def squidguard_verdicts(conf: Path, clients: list[tuple[str, str | None]],

@@ -77,7 +77,7 @@ def folder(tmp_path: Path) -> Path:
         "deny/.hidden.txt": "hidden.example\n",
         "deny/adult/domains": "adult.example\n203.0.113.0/24\n",
         "deny/adult/urls": "www.mixed.example/adult/\n",
-        "deny/adult/expressions": "(porn|xxx)\\.\n",
+        "deny/adult/expressions": "(porn|xxx)\\.\n^casino\\.example/play\n",
         "deny/adult/usage": "black\nThis list is published by UT1: it lists adult sites.\n",
         "deny/malware.regex": "(^|\\.)evil\\.example$\n",
         "deny/regex.list": "^ad[0-9]+\\.\n",
@@ -101,11 +101,25 @@ def test_folder_categories_actions_and_sources(folder: Path) -> None:
 def test_ut1_category_folder(folder: Path) -> None:
     rules = load_rule_files(folder)
     assert found(rules.match_domain("www.adult.example")) == [("deny", "adult", "deny/adult/domains:1")]
-    assert found(rules.match_address(ip("203.0.113.9"))) == [("deny", "adult", "deny/adult/domains:2")]
-    assert url_matches(rules, "mixed.example", "/adult/x") == [("deny", "adult", "deny/adult/urls:1")]
-    assert url_matches(rules, "www.mixed.example", "/adult/x") == [("deny", "adult", "deny/adult/urls:1")]
+    # As squidGuard 1.6 reads these files (checked against the binary): an address in a
+    # domains file matches a URL naming it, never a name resolving to it ...
+    assert found(rules.match_literal(ip("203.0.113.9"))) == [("deny", "adult", "deny/adult/domains:2")]
+    assert rules.match_address(ip("203.0.113.9")) == [] and not rules.has_address_rules
+    # ... urls entries ignore case and a leading www., web., ftp. or www2. of the request ...
+    adult_urls = [("deny", "adult", "deny/adult/urls:1")]
+    for host, path in [("mixed.example", "/adult/x"), ("www.mixed.example", "/adult/x"),
+                       ("MIXED.example".lower(), "/ADULT/x"), ("web.mixed.example", "/Adult/"),
+                       ("ftp2.mixed.example", "/adult/")]:
+        assert url_matches(rules, host, path) == adult_urls, (host, path)
     assert url_matches(rules, "mixed.example", "/kids/") == []
+    assert url_matches(rules, "cdn.mixed.example", "/adult/") == []
+    # ... and expressions are searched in host/path, without the scheme, ignoring case.
     assert url_matches(rules, "xxx.example", "/") == [("deny", "adult", "deny/adult/expressions:1")]
+    assert url_matches(rules, "XXX.example".lower(), "/PORN.html") == [
+        ("deny", "adult", "deny/adult/expressions:1")]
+    assert url_matches(rules, "casino.example", "/Play/x") == [
+        ("deny", "adult", "deny/adult/expressions:2")]
+    assert url_matches(rules, "www.casino.example", "/play") == []
     # the prose "usage" file is not a list: its words are no entries, and no errors
     assert rules.match_domain("black") == []
 
@@ -131,7 +145,7 @@ def test_counts(folder: Path) -> None:
     counts = load_rule_files(folder).counts
     assert counts[("deny", "ads")] == 2
     assert counts[("allow", "ads")] == 1
-    assert counts[("deny", "adult")] == 4
+    assert counts[("deny", "adult")] == 5
     assert counts[("allow", "work")] == 1
 
 

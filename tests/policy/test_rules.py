@@ -42,14 +42,15 @@ class RecordingSink:
         for host, line in zip(hosts, lines, strict=True):
             self.calls.append(("domain", host, DOMAIN_AND_SUBDOMAINS, line, False))
 
-    def address(self, network: IPNetwork, line: int) -> None:
-        self.calls.append(("address", network, line))
+    def address(self, network: IPNetwork, line: int, *, literal: bool = False) -> None:
+        self.calls.append(("address", network, line, *(("literal",) if literal else ())))
 
-    def url_prefix(self, host: str, port: int | None, path: str, line: int) -> None:
-        self.calls.append(("url_prefix", host, port, path, line))
+    def url_prefix(self, host: str, port: int | None, path: str, line: int, *,
+                   squidguard: bool = False) -> None:
+        self.calls.append(("url_prefix", host, port, path, line, *(("squidguard",) if squidguard else ())))
 
-    def url_regex(self, pattern: str, line: int) -> None:
-        self.calls.append(("url_regex", pattern, line))
+    def url_regex(self, pattern: str, line: int, *, squidguard: bool = False) -> None:
+        self.calls.append(("url_regex", pattern, line, *(("squidguard",) if squidguard else ())))
 
     def host_regex(self, pattern: str, line: int) -> None:
         self.calls.append(("host_regex", pattern, line))
@@ -91,6 +92,12 @@ def url(host: str, port: int | None, path: str, line: int = 1) -> Call:
 
 def rx(pattern: str, line: int = 1) -> Call:
     return ("url_regex", pattern, line)
+
+
+def squidguard(call: Call) -> Call:
+    """The entry as a UT1/SquidGuard file means it (see RuleSink: literal addresses,
+    case-folded urls, expressions without the scheme)."""
+    return (*call, "literal" if call[0] == "address" else "squidguard")
 
 
 def hrx(pattern: str, line: int = 1) -> Call:
@@ -292,15 +299,17 @@ TABLE = [
     # UT1 / SquidGuard kinds
     case("example.com", dom("example.com"), kind="domains", id="domains"),
     case("www.example.com", dom("www.example.com"), kind="domains", id="domains-www-kept"),
-    case("203.0.113.7", addr("203.0.113.7/32"), kind="domains", id="domains-address"),
+    case("203.0.113.7", squidguard(addr("203.0.113.7/32")), kind="domains", id="domains-address"),
     case("example.com/x", err("not a domain"), kind="domains", id="domains-path"),
-    case("www.example.com/x", url("example.com", None, "/x"), kind="urls", id="urls-www-dropped"),
-    case("WWW.Example.com/A/../B", url("example.com", None, "/B"), kind="urls", id="urls-normalised"),
-    case("example.com/x", url("example.com", None, "/x"), kind="urls", id="urls"),
-    case("www.example.com", url("example.com", None, "/"), kind="urls", id="urls-no-path"),
-    case("www2.example.com/x", url("www2.example.com", None, "/x"), kind="urls", id="urls-www2-kept"),
-    case(r"(sex|porn)\.", rx(r"(sex|porn)\."), kind="expressions", id="expressions"),
-    case(r"ads\d # comment", rx(r"ads\d"), kind="expressions", id="expressions-comment"),
+    case("www.example.com/x", squidguard(url("example.com", None, "/x")), kind="urls", id="urls-www-dropped"),
+    case("WWW.Example.com/A/../B", squidguard(url("example.com", None, "/b")), kind="urls",
+         id="urls-normalised"),
+    case("example.com/x", squidguard(url("example.com", None, "/x")), kind="urls", id="urls"),
+    case("www.example.com", squidguard(url("example.com", None, "/")), kind="urls", id="urls-no-path"),
+    case("www2.example.com/x", squidguard(url("www2.example.com", None, "/x")), kind="urls",
+         id="urls-www2-kept"),
+    case(r"(sex|porn)\.", squidguard(rx(r"(sex|porn)\.")), kind="expressions", id="expressions"),
+    case(r"ads\d # comment", squidguard(rx(r"ads\d")), kind="expressions", id="expressions-comment"),
     case("[[:alpha:]]+", err("[:alpha:]"), kind="expressions", id="expressions-posix"),
     case("(", err("invalid regular expression"), kind="expressions", id="expressions-invalid"),
     case(r"(^|\.)example\.com$", hrx(r"(^|\.)example\.com$"), kind="hostregex", id="hostregex"),
