@@ -7,14 +7,16 @@ challenge, and the block page for a categorised denial.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import socket
 
 import h11
 import trio
 
 from fwdproxy.accesslog import Exchange
-from fwdproxy.errors import AuthRequired, BadRequest, Forbidden, MethodNotAllowed
-from fwdproxy.policy import Verdict
+from fwdproxy.errors import AuthRequired, BadRequest, BlockedRedirect, Forbidden, MethodNotAllowed
+from fwdproxy.policy import RequestFacts, Verdict
 from fwdproxy.proxy.h11_stream import H11Stream
 from fwdproxy.proxy.replies import (
     error_headers,
@@ -74,9 +76,21 @@ def test_categorised_denial_gets_the_block_page() -> None:
 
 def test_forbidden_carries_the_verdict() -> None:
     verdict = Verdict(allowed=False, source="deny/ads.txt:3", reason="listed", category="ads")
-    exc = forbidden(verdict, parse_target(b"GET", b"http://ads.example/x"))
+    facts = RequestFacts(client=ipaddress.ip_address("10.0.0.9"), method="GET", scheme="http",
+                         host="ads.example", port=80, user="ann")
+    exc = forbidden(verdict, parse_target(b"GET", b"http://ads.example/x"), facts)
     assert (exc.source, exc.category, exc.url, exc.host) == (
         "deny/ads.txt:3", "ads", "http://ads.example/x", "ads.example:80")
+    assert not isinstance(exc, BlockedRedirect) and exc.status == 403
+    # With its policy's redirect: a 302 to it, the fields filled in; never for a CONNECT.
+    verdict = dataclasses.replace(verdict, policy="pupils",
+                                  redirect="http://i.example/b?u=$url&c=$client&w=$user&p=$policy")
+    exc = forbidden(verdict, parse_target(b"GET", b"http://ads.example/x"), facts)
+    assert isinstance(exc, BlockedRedirect) and exc.status == 302
+    assert exc.location == "http://i.example/b?u=http%3A%2F%2Fads.example%2Fx&c=10.0.0.9&w=ann&p=pupils"
+    connect = dataclasses.replace(facts, method="CONNECT", scheme="connect", port=443)
+    exc = forbidden(verdict, parse_target(b"CONNECT", b"ads.example:443"), connect)
+    assert not isinstance(exc, BlockedRedirect) and exc.status == 403
 
 
 async def test_send_error_answers_then_closes() -> None:
