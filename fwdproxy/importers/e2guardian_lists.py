@@ -24,10 +24,13 @@ How e2guardian 5.3.5 matches (src/ListContainer.cpp, ListMeta.cpp, NaughtyFilter
 fwdproxy's own forms are close but not equal (its URL prefixes match ``/foobar`` for
 ``/foo`` and only the ``www.`` subdomain; its address entries also match resolved
 addresses), so entries become: domain lines for site lists, host regexes for addresses,
-and URL regexes over fwdproxy's ``http://host[:port]/path`` for URL and regexp lists
-(plus the regexp as a host regex, which is what a CONNECT is judged by). A URL with an
-explicit port is the one difference left: e2guardian ignores the port, the regexes here
-see it.
+AdBlock patterns ``||host/path^`` for URL lists (the host or a parent domain, a separator
+or the end after the path, any case; indexed by host, so a big list stays cheap; an entry
+without a path is a URL regex), and URL regexes over fwdproxy's ``http://host[:port]/path``
+for regexp lists (plus the regexp as a host regex, which is what a CONNECT is judged by).
+A URL with an explicit port is the one difference left: e2guardian ignores the port, the
+patterns and regexes here see it; ABP's separator also counts ``:;,`` where e2guardian's
+ends a path only at ``/ ? & =``.
 """
 
 from __future__ import annotations
