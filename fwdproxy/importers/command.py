@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fwdproxy.errors import ConfigError
 from fwdproxy.importers.model import Imported, SourceError
-from fwdproxy.importers.writer import OutputError, write_folder
+from fwdproxy.importers.writer import OutputError, check_output, write_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +65,7 @@ def main(argv: list[str]) -> int:
     out: Path = args.out or Path(f"rules-from-{args.kind}")
     prog = f"fwdproxy import {args.kind}"
     try:
+        check_output(out)  # before a long read, not after it
         with tempfile.TemporaryDirectory(prefix="fwdproxy-import-") as work:
             imported = _read(args, Path(work))
             if imported is None:
@@ -89,8 +90,8 @@ def main(argv: list[str]) -> int:
         print(f"{prog}: {out}/{problem}", file=sys.stderr)
     entries = sum(loaded.rules.counts.values()) if loaded.rules is not None else 0
     print(f"wrote {out}: {len(imported.categories)} categories ({entries} entries), "
-          f"{len(imported.policies)} policies; {len(imported.notes)} notes on what was not "
-          f"carried over, {len(loaded.errors)} lines the proxy skips")
+          f"{len(imported.policies)} policies; {len(imported.notes)} notes and "
+          f"{len(loaded.errors)} lines the proxy skips, printed above")
     print(f"check it:  fwdproxy check --rules {out} --lint")
     print(f"use it:    fwdproxy --rules {out}")
     return 0

@@ -24,14 +24,19 @@ def _inside(out: Path, relative: str) -> Path:
     return out.joinpath(*parts)
 
 
-def prepare(out: Path) -> None:
-    """Create `out`; an existing non-empty folder is never written into (nothing of the
-    user's is overwritten or mixed with imported files)."""
+def check_output(out: Path) -> None:
+    """Refuse an `out` that exists and is not an empty folder: nothing of the user's is
+    overwritten or mixed with imported files. Checked before reading, and again on writing."""
     if out.exists():
         if not out.is_dir():
             raise OutputError(f"{out} exists and is not a folder")
         if any(out.iterdir()):
             raise OutputError(f"{out} exists and is not empty; give a new folder with --out")
+
+
+def prepare(out: Path) -> None:
+    """Create `out` (see `check_output`)."""
+    check_output(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -53,16 +58,16 @@ def write_folder(imported: Imported, out: Path) -> LoadedRules:
     prepare(out)
     try:
         for category in imported.categories.values():
+            generated = category.lines
             if category.empty:
                 # Still a category, so that the policies naming it load (squidGuard's
                 # sample configuration has such empty classes).
-                category.lines[f"{category.name}.txt"] = [
-                    f"# {category.origin}: no entries in the source"]
+                generated = {f"{category.name}.txt": [f"# {category.origin}: no entries in the source"]}
             for relative, source in category.copies:
                 target = _inside(out / "deny", relative)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
-            for relative, lines in category.lines.items():
+            for relative, lines in generated.items():
                 target = _inside(out / "deny", relative)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
