@@ -16,6 +16,7 @@ from fwdproxy.errors import FwdproxyError
 STATUSES: dict[type[FwdproxyError], int] = {
     errors.BadRequest: 400,
     errors.Forbidden: 403,
+    errors.BlockedRedirect: 302,  # a denial sent to the policy's own page
     errors.NotFound: 404,
     errors.MethodNotAllowed: 405,
     errors.AuthRequired: 407,
@@ -43,6 +44,9 @@ def defined_error_classes() -> set[type[FwdproxyError]]:
 def make(cls: type[FwdproxyError], detail: str, host: str | None = None) -> FwdproxyError:
     if cls is errors.Forbidden:
         return errors.Forbidden(detail, source="config:clients", host=host)
+    if cls is errors.BlockedRedirect:
+        return errors.BlockedRedirect(detail, location="http://intranet.example/blocked",
+                                      source="policy.yaml:3", host=host)
     if cls in (errors.AuthRequired, errors.LoginRequired):
         return cls(detail, realm="office", host=host)  # type: ignore[call-arg]
     return cls(detail, host=host)
