@@ -17,6 +17,7 @@ import pytest
 
 from fwdproxy.check import main as check_main
 from fwdproxy.importers.command import main as import_main
+from tests.test_check import write
 
 DEBIAN = Path("/etc/e2guardian")
 needs_debian = pytest.mark.skipif(not (DEBIAN / "e2guardian.conf").is_file(),
@@ -51,14 +52,6 @@ def verdict(capsys: pytest.CaptureFixture[str], rules: Path, client: str, url: s
             user: str | None = None, at: str = MON_1330) -> str:
     first = check(capsys, rules, client, url, user, at)[0]
     return "allow" if first.startswith("ALLOW") else "deny"
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def line_of(path: Path, text: str) -> int:
