@@ -111,8 +111,12 @@ def redirect_location(template: str, fields: dict[str, str]) -> str:
 def redirect_location_for(verdict: Verdict, facts: RequestFacts, url: str) -> str | None:
     """Where a denied plain-HTTP request is redirected (its policy's ``redirect`` with
     the fields filled in), or None for the block page; a CONNECT is never redirected, as
-    a browser shows nothing it is answered with."""
+    a browser shows nothing it is answered with. Nor is a request for the redirect page
+    itself, which the policy may deny too (``default: deny``): that would be a loop."""
     if verdict.allowed or verdict.redirect is None or facts.scheme == "connect":
+        return None
+    page = verdict.redirect.split("?", 1)[0].split("$", 1)[0].lower()
+    if url.lower().startswith(page):
         return None
     return redirect_location(verdict.redirect, {
         "url": url, "client": str(facts.client), "user": facts.user or "",

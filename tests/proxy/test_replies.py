@@ -88,6 +88,9 @@ def test_forbidden_carries_the_verdict() -> None:
     exc = forbidden(verdict, parse_target(b"GET", b"http://ads.example/x"), facts)
     assert isinstance(exc, BlockedRedirect) and exc.status == 302
     assert exc.location == "http://i.example/b?u=http%3A%2F%2Fads.example%2Fx&c=10.0.0.9&w=ann&p=pupils"
+    # The redirect page denied as well (a default: deny policy): the block page, no loop.
+    exc = forbidden(verdict, parse_target(b"GET", b"http://i.example/b?u=x"), facts)
+    assert not isinstance(exc, BlockedRedirect) and exc.status == 403
     connect = dataclasses.replace(facts, method="CONNECT", scheme="connect", port=443)
     exc = forbidden(verdict, parse_target(b"CONNECT", b"ads.example:443"), connect)
     assert not isinstance(exc, BlockedRedirect) and exc.status == 403
