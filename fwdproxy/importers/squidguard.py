@@ -169,7 +169,6 @@ def _read_list(path: Path) -> list[str]:
 
 class _Translator:
     def __init__(self, conf: Path, imported: Imported, reader: _Reader) -> None:
-        self.conf = conf
         self.imported = imported
         self.reader = reader
         self.dbhome = conf.parent
