@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("source", type=Path, metavar="squidGuard.conf")
     e2 = kinds.add_parser("e2guardian", help="an e2guardian configuration folder (/etc/e2guardian)")
     e2.add_argument("source", type=Path, metavar="DIR")
-    u = kinds.add_parser("ut1", help="the UT1 (Université Toulouse 1) blacklists archive")
+    u = kinds.add_parser("ut1", help="the UT1 blacklists archive (Université Toulouse Capitole)")
     u.add_argument("source", type=Path, metavar="blacklists.tar.gz")
     u.add_argument("--categories", metavar="A,B,...",
                    help="the categories to import (without it: list the archive's categories)")
