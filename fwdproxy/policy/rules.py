@@ -160,7 +160,7 @@ def _network(token: str) -> IPNetwork | None:
         return None
 
 
-def _url_prefix(text: str, sink: RuleSink, number: int, *, drop_www: bool) -> None:
+def _url_prefix(text: str, sink: RuleSink, number: int, *, squidguard: bool) -> None:
     scheme = text[:8].lower()  # schemes are case-insensitive: HTTP:// is http://
     if scheme.startswith("https://"):
         sink.error(number, "URL rules see plain HTTP only (https:// is tunnelled, its path "
@@ -181,12 +181,10 @@ def _url_prefix(text: str, sink: RuleSink, number: int, *, drop_www: bool) -> No
     except BadRequest as exc:
         sink.error(number, exc.detail)
         return
-    if drop_www and host.startswith("www."):
-        host = host[4:]  # UT1/SquidGuard: a leading www. is not significant
-    if drop_www:
-        sink.url_prefix(host, port, normalize_path(slash + path).lower(), number, squidguard=True)
-    else:
-        sink.url_prefix(host, port, normalize_path(slash + path), number)
+    path = normalize_path(slash + path)
+    if squidguard:  # a UT1/SquidGuard urls file: www. and case are not significant
+        host, path = host.removeprefix("www."), path.lower()
+    sink.url_prefix(host, port, path, number, squidguard=squidguard)
 
 
 def _regex(pattern: str, sink: RuleSink, number: int, *, host: bool,
@@ -196,10 +194,8 @@ def _regex(pattern: str, sink: RuleSink, number: int, *, host: bool,
         sink.error(number, problem)
     elif host:
         sink.host_regex(pattern, number)
-    elif squidguard:
-        sink.url_regex(pattern, number, squidguard=True)
     else:
-        sink.url_regex(pattern, number)
+        sink.url_regex(pattern, number, squidguard=squidguard)
 
 
 def _adblock(line: str, sink: RuleSink, number: int) -> None:
@@ -275,10 +271,10 @@ def _single(token: str, sink: RuleSink, number: int, kind: Kind) -> None:
         if kind == "domains":
             sink.error(number, f"{token!r} is not a domain (a path belongs in a urls file)")
         else:
-            _url_prefix(token, sink, number, drop_www=kind == "urls")
+            _url_prefix(token, sink, number, squidguard=kind == "urls")
         return
     if kind == "urls":
-        _url_prefix(token, sink, number, drop_www=True)
+        _url_prefix(token, sink, number, squidguard=True)
         return
     mode = DOMAIN_AND_SUBDOMAINS
     if token.startswith("*."):
