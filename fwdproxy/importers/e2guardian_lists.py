@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from fwdproxy.importers.model import Imported
-from fwdproxy.importers.sgtime import Minutes
+from fwdproxy.importers.sgtime import Minutes, week_minutes
 from fwdproxy.policy.rules import check_regex
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ Kind = Literal["site", "ipsite", "url", "regexp"]
 # e2guardian follows .Include without a limit (a loop never ends); stop where fwdproxy's
 # own loader stops.
 MAX_DEPTH = 8
-_DAY = 24 * 60
 # e2guardian's own limit on a list line (ListContainer::ifsreadItemList).
 _MAX_LINE = 2048
 _TIME = re.compile(r"#time: (\d+) (\d+) (\d+) (\d+) ?(\S*)\s*$")
@@ -91,11 +90,8 @@ def time_limit(text: str) -> Minutes | str:
     days = found.group(5)
     if sh > 23 or eh > 23 or sm > 59 or em > 59 or len(days) > 7:
         return "hour, minute or days out of bounds"
-    start, end = sh * 60 + sm, eh * 60 + em + 1  # e2guardian includes the end minute
-    minutes: set[int] = set()
-    for day in {int(c) for c in days if c in "0123456"}:
-        minutes.update(range(day * _DAY + start, day * _DAY + max(start, end)))
-    return frozenset(minutes)
+    # e2guardian includes the end minute
+    return week_minutes({int(c) for c in days if c in "0123456"}, sh * 60 + sm, eh * 60 + em + 1)
 
 
 class ListReader:

@@ -1,6 +1,6 @@
-"""squidGuard's ``weekly`` time rules as sets of minutes of the week, and back to the
-day-and-hours windows of policy.yaml (so ``within``, ``outside`` and ``else`` become
-plain set operations)."""
+"""Time rules as sets of minutes of the week, and back to the day-and-hours windows of
+policy.yaml (so squidGuard's ``within``, ``outside`` and ``else``, and e2guardian's
+nested ``#time`` limits, become plain set operations); squidGuard's ``weekly`` rules read."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def _days(spec: str) -> set[int] | None:
     return None
 
 
+def week_minutes(days: set[int], start: int, end: int) -> Minutes:
+    """The minutes from `start` up to `end` (minutes since midnight) of each of `days`
+    (0 = Monday); an `end` not after `start` gives nothing (no crossing midnight)."""
+    return frozenset(minute for day in days
+                     for minute in range(day * _DAY + start, day * _DAY + max(start, end)))
+
+
 def parse_weekly(words: list[str]) -> Minutes | str:
     """``weekly DAYS [HH:MM-HH:MM ...]`` (the words after ``weekly``) → its minutes, or
     why it cannot be read."""
@@ -47,12 +54,8 @@ def parse_weekly(words: list[str]) -> Minutes | str:
         spans.append((h1 * 60 + m1, h2 * 60 + m2))
     if _RANGE.sub("", rest).strip():
         return f"{rest!r} is not time ranges HH:MM-HH:MM"
-    spans = spans or [(0, _DAY)]
-    minutes: set[int] = set()
-    for day in days:
-        for start, end in spans:  # squidGuard's ranges do not cross midnight
-            minutes.update(range(day * _DAY + start, day * _DAY + max(start, end)))
-    return frozenset(minutes)
+    # squidGuard's ranges do not cross midnight
+    return frozenset().union(*(week_minutes(days, start, end) for start, end in spans or [(0, _DAY)]))
 
 
 def _clock(minute: int) -> str:
