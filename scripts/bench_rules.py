@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -208,6 +209,21 @@ def adblock_urls(count: int) -> list[str]:
     return urls
 
 
+def write_config(work: Path, extra: str = "") -> Path:
+    """The proxies' configuration: any port, every destination, no rule polling."""
+    config = work / "bench.yaml"
+    # The access log goes to a file: stderr is a pipe nobody reads once started.
+    config.write_text('listen: ["127.0.0.1:0"]\ndeny_destinations: []\n'
+                      f'access_log: {work / "access.log"}\ntimeouts: {{rules_poll: 3600}}\n' + extra)
+    return config
+
+
+def print_figures(figures: Mapping[str, object]) -> None:
+    print("| figure | value |\n|---|---|")
+    for key, value in figures.items():
+        print(f"| {key} | {value} |")
+
+
 def matching_urls(easylist: Path, count: int) -> list[str]:
     """Plain-HTTP URLs built from EasyList's own generic path rules (no host, no option:
     ``/ad-banner/``, ``-ads-300x250.``), so that most of them do match a pattern: the
@@ -261,9 +277,7 @@ def adblock_bench() -> int:
         figures["us_per_url"], figures["urls_matched_share"] = time_urls(rules, adblock_urls(20_000))
         matching = matching_urls(REAL_LISTS["easylist.txt"], 20_000)
         figures["us_per_matching_url"], figures["matching_urls_matched_share"] = time_urls(rules, matching)
-        config = work / "bench.yaml"
-        config.write_text('listen: ["127.0.0.1:0"]\ndeny_destinations: []\n'
-                          f'access_log: {work / "access.log"}\ntimeouts: {{rules_poll: 3600}}\n')
+        config = write_config(work)
         bare, _, bare_start = start_proxy(empty, config, None)
         loaded, _, loaded_start = start_proxy(rules_dir, config, None)
         try:
@@ -272,9 +286,7 @@ def adblock_bench() -> int:
         finally:
             stop(bare)
             stop(loaded)
-    print("| figure | value |\n|---|---|")
-    for key, value in figures.items():
-        print(f"| {key} | {value} |")
+    print_figures(figures)
     return 0 if figures["errors"] == 0 else 1
 
 
@@ -302,11 +314,7 @@ def main() -> int:
         names = synthetic_domains(args.domains)
         write_hosts_list(big, names)
         empty.mkdir()
-        config = work / "bench.yaml"
-        # The access log goes to a file: stderr is a pipe nobody reads once started.
-        config.write_text('listen: ["127.0.0.1:0"]\ndeny_destinations: []\n'
-                          f'access_log: {work / "access.log"}\ntimeouts: {{rules_poll: 3600}}\n'
-                          f"hosts: {{{LOOKED_UP_HOST}: 127.0.0.1}}\n")
+        config = write_config(work, f"hosts: {{{LOOKED_UP_HOST}: 127.0.0.1}}\n")
         figures.update(lookup_cost(big, names))
         bare, bare_port, bare_start = start_proxy(empty, config, proxy_cpu)
         loaded, loaded_port, loaded_start = start_proxy(big, config, proxy_cpu)
@@ -337,9 +345,7 @@ def main() -> int:
         finally:
             stop(bare)
             stop(loaded)
-    print("| figure | value |\n|---|---|")
-    for key, value in figures.items():
-        print(f"| {key} | {value} |")
+    print_figures(figures)
     reloads = figures["reload_rss_after_each_mib"]
     assert isinstance(reloads, list)
 
