@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +107,23 @@ class SeenRequest:
     headers: dict[str, str]
 
 
-class _OriginHandler(SimpleHTTPRequestHandler):
-    """Files from the served folder, plus POST (echo the body length) and /slow."""
+class HandshakeFirst(BaseHTTPRequestHandler):
+    """A test origin's handler: HTTP/1.1, a socket time-out, and on a TLS server the
+    handshake done in `setup`, under that time-out, before a byte is read."""
 
     protocol_version = "HTTP/1.1"
     timeout = ORIGIN_SOCKET_TIMEOUT
-    server: _OriginServer
 
     def setup(self) -> None:
         super().setup()  # applies `timeout` to the socket, so the handshake has one too
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
+
+
+class _OriginHandler(HandshakeFirst, SimpleHTTPRequestHandler):
+    """Files from the served folder, plus POST (echo the body length) and /slow."""
+
+    server: _OriginServer
 
     def send_response(self, code: int, message: str | None = None) -> None:
         super().send_response(code, message)

@@ -33,7 +33,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ import pytest
 import trustme
 
 from tests.e2e.conftest import (
-    ORIGIN_SOCKET_TIMEOUT,
+    HandshakeFirst,
     ProxyProcess,
     SeenRequest,
     StartProxy,
@@ -105,18 +105,11 @@ def cookie_names(request: SeenRequest) -> set[str]:
             for pair in request.headers.get("cookie", "").split(";") if pair.strip()}
 
 
-class _SiteHandler(BaseHTTPRequestHandler):
+class _SiteHandler(HandshakeFirst):
     """Answers from the `Site`'s routes (404 otherwise). A POST must be multipart/form-data:
     its fields are parsed and kept in `site.uploads`."""
 
-    protocol_version = "HTTP/1.1"
-    timeout = ORIGIN_SOCKET_TIMEOUT
     server: _SiteServer
-
-    def setup(self) -> None:
-        super().setup()  # applies `timeout` to the socket, so the handshake has one too
-        if isinstance(self.connection, ssl.SSLSocket):
-            self.connection.do_handshake()
 
     def _record(self) -> Site:
         site = self.server.site
