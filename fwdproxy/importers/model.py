@@ -113,7 +113,8 @@ class Imported:
             effect only where a policy names them (in ``deny`` or ``allow``).
         groups: group name → members (addresses, CIDRs, ``user:NAME``) and origin.
         policies: in order; the first that matches a request applies.
-        notes: what was not carried over, in source order.
+        notes: what was not carried over, in source order, each once (a dict used as an
+            ordered set: a source with thousands of bad lines must not cost n² to note).
         timezone: an IANA zone for the time windows, or None for the server's time.
     """
 
@@ -121,14 +122,12 @@ class Imported:
     categories: dict[str, CategoryDraft] = field(default_factory=dict)
     groups: dict[str, tuple[list[str], str]] = field(default_factory=dict)
     policies: list[PolicyDraft] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
+    notes: dict[Note, None] = field(default_factory=dict)
     timezone: str | None = None
 
     def note(self, where: str, message: str) -> None:
         """Add a note, once: a construct read for several policies is noted once."""
-        note = Note(where, message)
-        if note not in self.notes:
-            self.notes.append(note)
+        self.notes[Note(where, message)] = None
 
     @property
     def usable(self) -> bool:

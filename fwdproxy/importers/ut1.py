@@ -366,7 +366,7 @@ def read(archive: Path, categories: list[str], work: Path) -> Imported:
     imported = Imported(source=f"the UT1 lists {archive}")
     policy = PolicyDraft(name="ut1", origin=f"{archive.name}: --categories {','.join(categories)}")
     with _catalog(archive) as catalog:
-        imported.notes.extend(catalog.notes)
+        imported.notes.update(dict.fromkeys(catalog.notes))
         jobs: _Jobs = []
         joins: _Joins = []
         for name in _choose(catalog, categories, imported):
