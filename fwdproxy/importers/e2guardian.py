@@ -55,7 +55,6 @@ from fwdproxy.importers.e2guardian_conf import (
 )
 from fwdproxy.importers.e2guardian_lists import Converted, Kind, ListFile, ListReader, convert, networks
 from fwdproxy.importers.model import (
-    Action,
     CategoryDraft,
     Imported,
     PolicyDraft,
@@ -64,6 +63,7 @@ from fwdproxy.importers.model import (
     safe_name,
 )
 from fwdproxy.importers.sgtime import WEEK, Minutes, windows_of
+from fwdproxy.policy.policies import Action
 
 MAIN = "e2guardian.conf"
 _LIST_KINDS: dict[str, Kind] = {"sitelist": "site", "ipsitelist": "ipsite", "urllist": "url",

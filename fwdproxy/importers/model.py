@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from fwdproxy.errors import ConfigError
+from fwdproxy.policy.policies import Action
 
 if TYPE_CHECKING:
     from pathlib import PurePath
 
-Action = Literal["allow", "deny"]
-
 
 class SourceError(ConfigError):
     """The source cannot be read at all (missing file, not a configuration)."""
+
 
 # A category becomes a folder name under deny/ and a name in policy.yaml: keep it to
 # characters that are safe in both (squidGuard and e2guardian names already are).
@@ -115,7 +115,6 @@ class Imported:
         policies: in order; the first that matches a request applies.
         notes: what was not carried over, in source order, each once (a dict used as an
             ordered set: a source with thousands of bad lines must not cost n² to note).
-        timezone: an IANA zone for the time windows, or None for the server's time.
     """
 
     source: str
@@ -123,7 +122,6 @@ class Imported:
     groups: dict[str, tuple[list[str], str]] = field(default_factory=dict)
     policies: list[PolicyDraft] = field(default_factory=list)
     notes: dict[Note, None] = field(default_factory=dict)
-    timezone: str | None = None
 
     def note(self, where: str, message: str) -> None:
         """Add a note, once: a construct read for several policies is noted once."""
@@ -149,8 +147,6 @@ def render_policy_yaml(imported: Imported) -> str:
     out = [f"# Imported by `fwdproxy import` from {imported.source}.",
            "# Ordered: the first policy whose clients and time window match a request applies.",
            "# Allow beats deny within a policy. See README.md of fwdproxy's rules folder."]
-    if imported.timezone:
-        out.append(f"timezone: {_quoted(imported.timezone)}")
     if imported.groups:
         out.append("groups:")
         for name, (members, origin) in imported.groups.items():
