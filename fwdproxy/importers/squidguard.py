@@ -320,21 +320,18 @@ class _Translator:
     def _pass(self, name: str, source: str, entry: _Block, clients: list[str]) -> PolicyDraft:
         """The policy for one acl block; `source` is the src name its redirect names."""
         draft = PolicyDraft(safe_name(name), self.reader.where(entry.line), list(clients))
-        redirect = None
         passes: list[_Line] = []
         for line in entry.lines:
             if line.words[0] == "pass":
                 passes.append(line)
             elif line.words[0] == "redirect" and len(line.words) > 1:
-                redirect = self._redirect(line, line.words[1], source)
+                continue  # read by _redirect_of
             elif line.words[0] not in ("log", "logfile"):
                 self.note(line.number, f"acl {name}: {line.words[0]!r} is not carried over")
         default = self.acl.get("default")
-        if redirect is None and default is not None and default is not entry:
-            for line in default.lines:
-                if line.words[0] == "redirect" and len(line.words) > 1:
-                    redirect = self._redirect(line, line.words[1], source)
-        draft.redirect = redirect
+        draft.redirect = self._redirect_of(entry, source)
+        if draft.redirect is None and default is not None and default is not entry:
+            draft.redirect = self._redirect_of(default, source)
         for line in passes or (default.lines if default is not None else []):
             if line.words[0] == "pass":
                 self._pass_list(draft, line)
@@ -372,6 +369,14 @@ class _Translator:
             self.note(line.number, f"pass: unknown class {name!r}: skipped")
             return None
         return safe_name(name)
+
+    def _redirect_of(self, entry: _Block, source: str) -> str | None:
+        """The acl block's redirect (its last, as squidGuard keeps the last), if usable."""
+        redirect = None
+        for line in entry.lines:
+            if line.words[0] == "redirect" and len(line.words) > 1:
+                redirect = self._redirect(line, line.words[1], source)
+        return redirect
 
     def _redirect(self, line: _Line, url: str, source: str) -> str | None:
         url = re.sub(r"^30[1237]:", "", url)  # squid's "302:URL" form
